@@ -1,0 +1,48 @@
+"""Shared fixtures: one tiny trained run for the whole session."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+
+# The quickstart config shrunk to train in seconds: enough to learn, not to be good.
+TINY = [
+    "data.train_size=2000", "data.validation_size=40", "data.test_size=40",
+    "data.batch_size=32", "model.num_layers=1", "model.d_model=64", "model.num_heads=2",
+    "model.dff=128", "train.steps=150", "train.warmup_steps=50", "train.log_every=50",
+    "train.checkpoint_every=100", "eval.samples=1",
+]
+
+
+def tiny_args(run_dir, *extra):
+    args = ["--config", str(QUICKSTART), "--run-dir", str(run_dir)]
+    for assignment in [*TINY, *extra]:
+        args += ["--set", assignment]
+    return args
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A run trained for 150 steps, evaluated and exported by `transformer-tf train`.
+
+    Tests must not change it: copy it (`copy_run`) to continue training.
+    """
+    from transformer_tf.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", *tiny_args(run_dir)]) == 0
+    return run_dir
+
+
+@pytest.fixture
+def copy_run(trained_run, tmp_path):
+    """A private copy of the trained run."""
+    destination = tmp_path / "tiny"
+    shutil.copytree(trained_run, destination)
+    return destination

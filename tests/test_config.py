@@ -1,0 +1,86 @@
+"""Config mistakes stop the command line with one sentence naming the key, no traceback."""
+
+import pytest
+
+from transformer_tf.cli import main
+from transformer_tf.config import load_config
+
+from conftest import QUICKSTART
+
+
+def _run(capsys, args):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_quickstart_loads_with_overrides():
+    config = load_config(QUICKSTART, ["train.steps=7", "model.rate=0.2", "eval.lowercase=true"])
+    assert (config.train.steps, config.model.rate, config.eval.lowercase) == (7, 0.2, True)
+
+
+def test_unknown_key_names_the_path_and_the_nearest_valid_key(tmp_path, capsys):
+    config = _write(tmp_path, "train:\n  stpes: 10\n")
+    code, err = _run(capsys, ["train", "--config", config])
+    assert code == 2
+    assert err == f"error: {config}: unknown key 'train.stpes'; did you mean 'train.steps'?"
+
+
+def test_unknown_section(tmp_path, capsys):
+    code, err = _run(capsys, ["train", "--config", _write(tmp_path, "modle:\n  d_model: 8\n")])
+    assert code == 2 and "unknown key 'modle'; did you mean 'model'?" in err
+
+
+def test_wrong_type_names_the_key_and_the_expected_type(tmp_path, capsys):
+    config = _write(tmp_path, "model:\n  d_model: big\n")
+    code, err = _run(capsys, ["train", "--config", config])
+    assert code == 2
+    assert err == (f"error: {config}: 'model.d_model' must be an integer, got 'big'; fix it in "
+                   "the config or the --set override.")
+
+
+def test_wrong_type_in_override(capsys):
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "train.steps=1.5"])
+    assert code == 2 and "'train.steps' must be an integer, got 1.5" in err
+
+
+def test_bad_choice(tmp_path, capsys):
+    code, err = _run(capsys, ["train", "--config", _write(tmp_path, "eval:\n  split: dev\n")])
+    assert code == 2 and "'eval.split' must be one of 'train', 'validation', 'test'" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    missing = tmp_path / "nope.yaml"
+    code, err = _run(capsys, ["train", "--config", str(missing)])
+    assert code == 2
+    assert err == f"error: config file '{missing}' not found; check the --config path."
+
+
+def test_invalid_yaml_names_the_line(tmp_path, capsys):
+    config = _write(tmp_path, "train:\n  steps: 10\n  bad: [1, 2\n")
+    code, err = _run(capsys, ["train", "--config", config])
+    assert code == 2 and "line" in err and "not valid YAML" in err and "\n" not in err
+
+
+def test_heads_must_divide_width(capsys):
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.num_heads=3"])
+    assert code == 2
+    assert "'model.d_model' (128) must be divisible by 'model.num_heads' (3)" in err
+
+
+def test_cli_prints_no_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    config = _write(tmp_path, "train:\n  stpes: 10\n")
+    result = subprocess.run([sys.executable, "-m", "transformer_tf.cli", "train", "--config",
+                             config], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {config}: unknown key 'train.stpes'; did you mean 'train.steps'?"]

@@ -1,0 +1,245 @@
+"""Run configuration: dataclasses, YAML loading, validation and dotted overrides.
+
+Every key is checked before any work starts: an unknown key or a value of the wrong type
+stops with the key's dotted path and, for a typo, the nearest valid name.
+"""
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from transformer_tf.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the sentence pairs come from and how they are batched."""
+
+    source: Literal["synthetic"] = "synthetic"  # the embedded English->German corpus
+    train_size: int = 20000  # synthetic: sentence pairs in the training split
+    validation_size: int = 500  # synthetic: pairs in the validation split
+    test_size: int = 500  # synthetic: pairs in the test split
+    seed: int = 1234  # synthetic: generator seed
+    max_length: int = 64  # training pairs with more tokens than this (either side) are dropped
+    batch_size: int = 64  # sentences per training batch (global, across replicas)
+    shuffle_buffer: int = 20000  # training pairs shuffled together
+
+
+@dataclass
+class TokenizerConfig:
+    """Subword tokenizers, trained on the training split and stored in `<run_dir>/vocab`."""
+
+    type: Literal["sentencepiece"] = "sentencepiece"
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    source_vocab_size: int = 8000  # requested size; the real size may be smaller on a small corpus
+    target_vocab_size: int = 8000
+    character_coverage: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    """Exactly the arguments of `Transformer`; vocabulary sizes left empty come from the
+    tokenizers (rounded up to a multiple of 8)."""
+
+    num_layers: int = 6
+    d_model: int = 512
+    num_heads: int = 8
+    dff: int = 2048
+    input_vocab_size: Optional[int] = None
+    target_vocab_size: Optional[int] = None
+    pe_input: int = 256
+    pe_target: int = 256
+    rate: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """The custom training loop."""
+
+    steps: int = 100000  # optimizer updates in total
+    optimizer: Literal["adam"] = "adam"
+    adam_beta_1: float = 0.9
+    adam_beta_2: float = 0.98
+    adam_epsilon: float = 1e-9
+    schedule: Literal["noam"] = "noam"  # d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
+    warmup_steps: int = 4000
+    learning_rate_scale: float = 1.0  # multiplies the schedule
+    label_smoothing: float = 0.1
+    seed: int = 42
+    log_every: int = 100  # steps between log lines and TensorBoard points
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 5
+
+
+@dataclass
+class EvalConfig:
+    """Decoding and scoring (used after training, by `evaluate`, and by the export)."""
+
+    split: Literal["train", "validation", "test"] = "test"
+    batch_size: int = 64
+    max_length_ratio: float = 1.5  # decode at most ratio * source_tokens + offset tokens
+    max_length_offset: int = 10
+    lowercase: bool = False  # lower-cased BLEU
+    tokenize: str = "13a"  # sacrebleu tokenizer for BLEU (13a, intl, none, ...)
+    samples: int = 3  # sample translations printed after evaluation
+
+
+@dataclass
+class ExportConfig:
+    """The SavedModel written by `export` (and at the end of `train`)."""
+
+    after_training: bool = True  # `train` exports when it finishes
+    directory: Optional[str] = None  # default: <run_dir>/export
+
+
+@dataclass
+class Config:
+    run_dir: str = "runs/default"  # checkpoints, logs, vocabularies, export
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _type_name(tp):
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a string"
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    return str(tp)
+
+
+def _convert(value, tp, where):
+    """Check `value` against the annotation `tp`; return it (ints widened to floats)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (tp,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        return _convert(value, tp, where)
+    ok = {
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        bool: isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if origin is Literal:
+        ok = value in typing.get_args(tp)
+    if not ok:
+        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}; fix it in the config "
+                          "or the --set override.")
+    return float(value) if tp is float else value
+
+
+def _build(cls, values, path, source):
+    """Make dataclass `cls` from a dict, checking every key and type."""
+    where_section = f"{source}: '{path}'" if path else source
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where_section} must be a mapping of keys to values, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"did you mean '{path + '.' if path else ''}{close[0]}'?" if close else (
+                "valid keys here: " + ", ".join(fields) + ".")
+            raise ConfigError(f"{source}: unknown key '{dotted}'; {hint}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, dotted, source)
+        else:
+            kwargs[key] = _convert(value, tp, f"{source}: '{dotted}'")
+    return cls(**kwargs)
+
+
+def _apply_override(tree, assignment):
+    """Set `a.b=c` in a nested dict; the value is parsed as YAML (so 200 is an int)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override '{assignment}' is not of the form key.path=value "
+                          "(for example --set train.steps=200).")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{assignment}': '{key}' is not a section.")
+    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _check(config, source):
+    """Checks that involve more than one key or a value range."""
+    m = config.model
+    if m.d_model % m.num_heads:
+        raise ConfigError(f"{source}: 'model.d_model' ({m.d_model}) must be divisible by "
+                          f"'model.num_heads' ({m.num_heads}).")
+    positive = {
+        "model.num_layers": m.num_layers, "model.d_model": m.d_model,
+        "model.num_heads": m.num_heads, "model.dff": m.dff, "model.pe_input": m.pe_input,
+        "model.pe_target": m.pe_target, "train.steps": config.train.steps,
+        "train.warmup_steps": config.train.warmup_steps,
+        "train.log_every": config.train.log_every,
+        "train.checkpoint_every": config.train.checkpoint_every,
+        "train.keep_checkpoints": config.train.keep_checkpoints,
+        "data.batch_size": config.data.batch_size, "data.max_length": config.data.max_length,
+        "data.train_size": config.data.train_size, "eval.batch_size": config.eval.batch_size,
+        "tokenizer.source_vocab_size": config.tokenizer.source_vocab_size,
+        "tokenizer.target_vocab_size": config.tokenizer.target_vocab_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
+    if not 0.0 <= m.rate < 1.0:
+        raise ConfigError(f"{source}: 'model.rate' must be in [0, 1), got {m.rate}.")
+    if not 0.0 <= config.train.label_smoothing < 1.0:
+        raise ConfigError(f"{source}: 'train.label_smoothing' must be in [0, 1), "
+                          f"got {config.train.label_smoothing}.")
+
+
+def config_from_dict(values, source="config", overrides=()):
+    """Build a checked `Config` from a nested dict plus `key.path=value` overrides."""
+    values = dict(values or {})
+    for assignment in overrides:
+        _apply_override(values, assignment)
+    config = _build(Config, values, "", source)
+    _check(config, source)
+    return config
+
+
+def load_config(path, overrides=()):
+    """Read a YAML config file and apply overrides. Raises `ConfigError` on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found; check the --config path.")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)}).") from None
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, not "
+                          f"{type(values).__name__}.")
+    return config_from_dict(values, str(path), overrides)
+
+
+def save_config(config, path):
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Sentence-pair sources, tokenizers and tf.data pipelines."""

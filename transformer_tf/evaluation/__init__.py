@@ -1,0 +1,1 @@
+"""Corpus-level scores through sacrebleu."""

@@ -1,0 +1,1 @@
+"""Decoding, the translator module and SavedModel export."""

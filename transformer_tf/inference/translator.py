@@ -1,0 +1,66 @@
+"""The translator: strings in, strings out, everything in the TensorFlow graph.
+
+The same `Translator` serves evaluation in this process and is what `export` saves as a
+SavedModel, so a served model decodes exactly as `evaluate` scored it.
+"""
+
+import tensorflow as tf
+
+from transformer_tf.data.tokenizers import encode_source
+from transformer_tf.inference.search import greedy_search, max_output_lengths
+from transformer_tf.run import load_tokenizers, restore_model
+
+
+class Translator(tf.Module):
+    """Tokenize, decode greedily, detokenize.
+
+    Args:
+        model: a trained `Transformer`.
+        source_tokenizer, target_tokenizer: `SubwordTokenizer`s of the run.
+        max_length_ratio, max_length_offset: each sentence decodes at most
+            ratio * source tokens + offset tokens.
+
+    Example:
+        >>> translator = Translator(model, source_tokenizer, target_tokenizer)
+        >>> translator(tf.constant(["The cat sat on the mat."]))["translations"]
+    """
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, max_length_ratio=1.5,
+                 max_length_offset=10, step=0, name=None):
+        super().__init__(name=name)
+        self.model = model
+        self.step = step  # training step of the weights, for the record
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.max_length_ratio = float(max_length_ratio)
+        self.max_length_offset = int(max_length_offset)
+
+    @classmethod
+    def from_run(cls, config):
+        """The translator of a trained run: its tokenizers and latest checkpoint."""
+        model, step = restore_model(config.run_dir, config.model)
+        return cls(model, *load_tokenizers(config.run_dir), config.eval.max_length_ratio,
+                   config.eval.max_length_offset, step=step)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    def __call__(self, sentences):
+        """[batch] UTF-8 strings -> {"translations": [batch] strings, "scores": [batch] float32}.
+
+        Scores are the sums of the log-probabilities of the output tokens.
+        """
+        source = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
+        max_lengths = max_output_lengths(source, self.max_length_ratio, self.max_length_offset,
+                                         self.model.pe_target - 1)
+        tokens, scores = greedy_search(self.model, source, max_lengths)
+        return {"translations": self.target_tokenizer.detokenize(tokens), "scores": scores}
+
+    def translate(self, sentences, batch_size=64):
+        """Translate a Python list of strings in batches of similar length, in input order."""
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        outputs = [None] * len(sentences)
+        for start in range(0, len(order), batch_size):
+            indices = order[start:start + batch_size]
+            result = self(tf.constant([sentences[i] for i in indices]))
+            for i, text in zip(indices, result["translations"].numpy()):
+                outputs[i] = text.decode("utf-8")
+        return outputs

@@ -1,0 +1,80 @@
+"""Scaled dot-product attention and multi-head attention."""
+
+import tensorflow as tf
+
+# Added to masked logits; large enough to zero a softmax in float32.
+MASK_NEGATIVE = -1e9
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """softmax(Q K^T / sqrt(d_k)) V.
+
+    Args:
+        q: [..., q_len, depth]
+        k: [..., k_len, depth]
+        v: [..., k_len, depth_v]
+        mask: broadcastable to [..., q_len, k_len]; 1.0 marks a position not to attend to.
+
+    Returns:
+        (output [..., q_len, depth_v], attention_weights [..., q_len, k_len])
+    """
+    logits = tf.matmul(q, k, transpose_b=True)  # [..., q_len, k_len]
+    d_k = tf.cast(tf.shape(k)[-1], logits.dtype)
+    logits = logits / tf.math.sqrt(d_k)
+    # Softmax in float32 whatever the compute dtype, so masking and normalisation are exact.
+    logits = tf.cast(logits, tf.float32)
+    if mask is not None:
+        logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
+    weights = tf.nn.softmax(logits, axis=-1)
+    output = tf.matmul(tf.cast(weights, v.dtype), v)  # [..., q_len, depth_v]
+    return output, weights
+
+
+class MultiHeadAttention(tf.keras.layers.Layer):
+    """Multi-head attention (Vaswani et al., 2017, section 3.2.2).
+
+    Args:
+        d_model: int, model width; must be divisible by `num_heads`.
+        num_heads: int, number of attention heads.
+
+    Example:
+        >>> mha = MultiHeadAttention(d_model=64, num_heads=4)
+        >>> x = tf.random.uniform([2, 7, 64])
+        >>> out, weights = mha(x, x, x)   # query, key, value
+        >>> out.shape, weights.shape
+        (TensorShape([2, 7, 64]), TensorShape([2, 4, 7, 7]))
+    """
+
+    def __init__(self, d_model, num_heads, **kwargs):
+        super().__init__(**kwargs)
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.depth = d_model // num_heads
+        self.wq = tf.keras.layers.Dense(d_model, name="query")
+        self.wk = tf.keras.layers.Dense(d_model, name="key")
+        self.wv = tf.keras.layers.Dense(d_model, name="value")
+        self.dense = tf.keras.layers.Dense(d_model, name="output")
+
+    def split_heads(self, x):
+        """[batch, len, d_model] -> [batch, heads, len, depth]."""
+        batch = tf.shape(x)[0]
+        x = tf.reshape(x, [batch, -1, self.num_heads, self.depth])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def merge_heads(self, x):
+        """[batch, heads, len, depth] -> [batch, len, d_model]."""
+        batch = tf.shape(x)[0]
+        x = tf.transpose(x, [0, 2, 1, 3])
+        return tf.reshape(x, [batch, -1, self.d_model])
+
+    def call(self, query, key, value, attention_mask=None):
+        q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
+        k = self.split_heads(self.wk(key))  # [batch, heads, k_len, depth]
+        v = self.split_heads(self.wv(value))
+        output, weights = scaled_dot_product_attention(q, k, v, attention_mask)
+        return self.dense(self.merge_heads(output)), weights
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads}

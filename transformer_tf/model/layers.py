@@ -1,0 +1,105 @@
+"""Building blocks of the Transformer: positional encoding, feed-forward, encoder and
+decoder layers (post-layer-norm, as in the paper)."""
+
+import numpy as np
+import tensorflow as tf
+
+from transformer_tf.model.attention import MultiHeadAttention
+
+
+def positional_encoding(length, d_model):
+    """Sinusoidal positional encoding (paper, section 3.5). -> [1, length, d_model] float32."""
+    positions = np.arange(length)[:, np.newaxis]  # [length, 1]
+    dims = np.arange(d_model)[np.newaxis, :]  # [1, d_model]
+    angles = positions / np.power(10000.0, (2 * (dims // 2)) / np.float32(d_model))
+    angles[:, 0::2] = np.sin(angles[:, 0::2])
+    angles[:, 1::2] = np.cos(angles[:, 1::2])
+    return tf.constant(angles[np.newaxis, ...], dtype=tf.float32)
+
+
+class FeedForward(tf.keras.layers.Layer):
+    """Position-wise feed-forward network: FFN(x) = max(0, x W1 + b1) W2 + b2 (section 3.3).
+
+    Args:
+        d_model: int, input and output width.
+        dff: int, inner width.
+    """
+
+    def __init__(self, d_model, dff, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.dff = d_model, dff
+        self.inner = tf.keras.layers.Dense(dff, activation="relu", name="inner")
+        self.outer = tf.keras.layers.Dense(d_model, name="outer")
+
+    def call(self, x):
+        return self.outer(self.inner(x))  # [batch, len, dff] -> [batch, len, d_model]
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "dff": self.dff}
+
+
+class EncoderLayer(tf.keras.layers.Layer):
+    """Self-attention then feed-forward, each with dropout, residual and layer norm.
+
+    Args:
+        d_model: int, model width.
+        num_heads: int, attention heads.
+        dff: int, inner width of the feed-forward network.
+        rate: float, dropout rate. Defaults to 0.1.
+    """
+
+    def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
+        self.mha = MultiHeadAttention(d_model, num_heads, name="self_attention")
+        self.ffn = FeedForward(d_model, dff, name="feed_forward")
+        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.dropout1 = tf.keras.layers.Dropout(rate)
+        self.dropout2 = tf.keras.layers.Dropout(rate)
+
+    def call(self, x, training=False, padding_mask=None):
+        attn, weights = self.mha(x, x, x, attention_mask=padding_mask)
+        x = self.layernorm1(x + self.dropout1(attn, training=training))
+        ffn = self.ffn(x)
+        x = self.layernorm2(x + self.dropout2(ffn, training=training))
+        return x, weights  # [batch, inp_len, d_model], [batch, heads, inp_len, inp_len]
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "dff": self.dff, "rate": self.rate}
+
+
+class DecoderLayer(tf.keras.layers.Layer):
+    """Masked self-attention, encoder-decoder attention, feed-forward; each with dropout,
+    residual and layer norm.
+
+    Args: as `EncoderLayer`.
+    """
+
+    def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
+        self.mha1 = MultiHeadAttention(d_model, num_heads, name="self_attention")
+        self.mha2 = MultiHeadAttention(d_model, num_heads, name="cross_attention")
+        self.ffn = FeedForward(d_model, dff, name="feed_forward")
+        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm3 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.dropout1 = tf.keras.layers.Dropout(rate)
+        self.dropout2 = tf.keras.layers.Dropout(rate)
+        self.dropout3 = tf.keras.layers.Dropout(rate)
+
+    def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
+        attn1, weights1 = self.mha1(x, x, x, attention_mask=look_ahead_mask)
+        x = self.layernorm1(x + self.dropout1(attn1, training=training))
+        attn2, weights2 = self.mha2(x, enc_output, enc_output, attention_mask=padding_mask)
+        x = self.layernorm2(x + self.dropout2(attn2, training=training))
+        ffn = self.ffn(x)
+        x = self.layernorm3(x + self.dropout3(ffn, training=training))
+        # [batch, tar_len, d_model], [batch, heads, tar_len, tar_len], [batch, heads, tar_len, inp_len]
+        return x, weights1, weights2
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "dff": self.dff, "rate": self.rate}

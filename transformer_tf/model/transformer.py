@@ -1,0 +1,165 @@
+"""The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017)."""
+
+import math
+
+import tensorflow as tf
+
+from transformer_tf.model.layers import DecoderLayer, EncoderLayer, positional_encoding
+from transformer_tf.model.masks import create_masks
+
+
+class Encoder(tf.keras.layers.Layer):
+    """Token embedding scaled by sqrt(d_model), sinusoidal positions, dropout, then
+    `num_layers` encoder layers.
+
+    Args:
+        num_layers, d_model, num_heads, dff, rate: as `Transformer`.
+        vocab_size: int, source vocabulary size.
+        maximum_position_encoding: int, longest source sequence the model accepts.
+    """
+
+    def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
+                 maximum_position_encoding, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_layers = num_layers
+        self.embedding = tf.keras.layers.Embedding(vocab_size, d_model, name="embedding")
+        self.pos_encoding = positional_encoding(maximum_position_encoding, d_model)
+        # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
+        # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
+        for i in range(num_layers):
+            layer = EncoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
+            setattr(self, f"layer{i + 1}", layer)
+        self.dropout = tf.keras.layers.Dropout(rate)
+
+    def call(self, x, training=False, padding_mask=None):
+        seq_len = tf.shape(x)[1]
+        x = self.embedding(x) * math.sqrt(self.d_model)  # [batch, inp_len, d_model]
+        x += tf.cast(self.pos_encoding[:, :seq_len, :], x.dtype)
+        x = self.dropout(x, training=training)
+        weights = {}
+        for i, layer in enumerate(self.enc_layers):
+            x, weights[f"encoder_layer{i + 1}"] = layer(
+                x, training=training, padding_mask=padding_mask)
+        return x, weights
+
+    @property
+    def enc_layers(self):
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+
+
+class Decoder(tf.keras.layers.Layer):
+    """Target embedding and positions, then `num_layers` decoder layers.
+
+    Args: as `Encoder`, with the target vocabulary and longest target sequence.
+    """
+
+    def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
+                 maximum_position_encoding, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.d_model = d_model
+        self.num_layers = num_layers
+        self.embedding = tf.keras.layers.Embedding(vocab_size, d_model, name="embedding")
+        self.pos_encoding = positional_encoding(maximum_position_encoding, d_model)
+        # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
+        # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
+        for i in range(num_layers):
+            layer = DecoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
+            setattr(self, f"layer{i + 1}", layer)
+        self.dropout = tf.keras.layers.Dropout(rate)
+
+    def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
+        seq_len = tf.shape(x)[1]
+        x = self.embedding(x) * math.sqrt(self.d_model)  # [batch, tar_len, d_model]
+        x += tf.cast(self.pos_encoding[:, :seq_len, :], x.dtype)
+        x = self.dropout(x, training=training)
+        weights = {}
+        for i, layer in enumerate(self.dec_layers):
+            x, block1, block2 = layer(x, enc_output, training=training,
+                                      look_ahead_mask=look_ahead_mask, padding_mask=padding_mask)
+            weights[f"decoder_layer{i + 1}_block1"] = block1
+            weights[f"decoder_layer{i + 1}_block2"] = block2
+        return x, weights
+
+    @property
+    def dec_layers(self):
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+
+
+class Transformer(tf.keras.Model):
+    """Encoder-decoder Transformer (base architecture of the paper: post-layer-norm,
+    ReLU feed-forward, sinusoidal positions, separate embeddings).
+
+    Args:
+        num_layers: int, layers in the encoder and in the decoder.
+        d_model: int, model width.
+        num_heads: int, attention heads; must divide `d_model`.
+        dff: int, inner width of the feed-forward networks.
+        input_vocab_size: int, source vocabulary size (id 0 is padding).
+        target_vocab_size: int, target vocabulary size (id 0 is padding).
+        pe_input: int, longest source sequence (positional encoding length).
+        pe_target: int, longest target sequence.
+        rate: float, dropout rate. Defaults to 0.1.
+
+    Example:
+        >>> model = Transformer(2, 64, 4, 128, 100, 120, pe_input=50, pe_target=50)
+        >>> inp = tf.constant([[5, 6, 7, 0]])
+        >>> tar = tf.constant([[2, 9, 4]])
+        >>> logits, attention = model(inp, tar, training=False)
+        >>> logits.shape, attention["decoder_layer1_block2"].shape
+        (TensorShape([1, 3, 120]), TensorShape([1, 4, 3, 4]))
+
+    Masks left as `None` are derived from the inputs (`create_masks`); Keras 3 takes only
+    tensors positionally, so pass `training` and the masks by keyword.
+
+    References:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
+    """
+
+    def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size,
+                 target_vocab_size, pe_input, pe_target, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_layers = num_layers
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.dff = dff
+        self.input_vocab_size = input_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.pe_input = pe_input
+        self.pe_target = pe_target
+        self.rate = rate
+        self.encoder = Encoder(num_layers, d_model, num_heads, dff, input_vocab_size,
+                               pe_input, rate, name="encoder")
+        self.decoder = Decoder(num_layers, d_model, num_heads, dff, target_vocab_size,
+                               pe_target, rate, name="decoder")
+        self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer")
+
+    def call(self, inp, tar, training=False, enc_padding_mask=None, look_ahead_mask=None,
+             dec_padding_mask=None):
+        if enc_padding_mask is None or look_ahead_mask is None or dec_padding_mask is None:
+            derived = create_masks(inp, tar)
+            enc_padding_mask = derived[0] if enc_padding_mask is None else enc_padding_mask
+            look_ahead_mask = derived[1] if look_ahead_mask is None else look_ahead_mask
+            dec_padding_mask = derived[2] if dec_padding_mask is None else dec_padding_mask
+        enc_output, _ = self.encoder(inp, training=training, padding_mask=enc_padding_mask)
+        dec_output, attention_weights = self.decoder(
+            tar, enc_output, training=training, look_ahead_mask=look_ahead_mask,
+            padding_mask=dec_padding_mask)
+        final_output = self.final_layer(dec_output)  # [batch, tar_len, target_vocab_size]
+        return final_output, attention_weights
+
+    @property
+    def _default_save_signature(self):
+        # Keras derives a one-input serving signature that cannot call a two-input model;
+        # SavedModels of this package take their signatures from the `Translator`.
+        return None
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_layers": self.num_layers, "d_model": self.d_model,
+            "num_heads": self.num_heads, "dff": self.dff,
+            "input_vocab_size": self.input_vocab_size,
+            "target_vocab_size": self.target_vocab_size,
+            "pe_input": self.pe_input, "pe_target": self.pe_target, "rate": self.rate,
+        }

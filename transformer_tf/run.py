@@ -1,0 +1,108 @@
+"""The run directory: where each artifact of a run lives, and how a run's pieces are
+rebuilt from it (config, tokenizers, model weights).
+
+    <run_dir>/config.yaml        resolved config
+    <run_dir>/vocab/             source.model, target.model (SentencePiece)
+    <run_dir>/checkpoints/       tf.train.CheckpointManager
+    <run_dir>/logs/train, eval   TensorBoard
+    <run_dir>/eval/              hypotheses and scores of each evaluation
+    <run_dir>/export/            SavedModel
+    <run_dir>/metrics.jsonl      one JSON object per evaluation
+"""
+
+import dataclasses
+from pathlib import Path
+
+import tensorflow as tf
+import yaml
+
+from transformer_tf.config import ModelConfig, config_from_dict, save_config
+from transformer_tf.data.tokenizers import SubwordTokenizer, round_up
+from transformer_tf.errors import UserError
+from transformer_tf.model import Transformer
+
+
+class RunDir:
+    """Paths inside one run directory."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.vocab = self.root / "vocab"
+        self.checkpoints = self.root / "checkpoints"
+        self.train_logs = self.root / "logs" / "train"
+        self.eval_logs = self.root / "logs" / "eval"
+        self.eval = self.root / "eval"
+        self.export = self.root / "export"
+        self.metrics = self.root / "metrics.jsonl"
+
+
+def resolve_model_config(model_config, source_vocab_size, target_vocab_size):
+    """Fill vocabulary sizes left empty from the tokenizers (rounded up to a multiple of 8,
+    which keeps matrix shapes friendly to vector units); refuse sizes that are too small."""
+    sizes = {"input_vocab_size": source_vocab_size, "target_vocab_size": target_vocab_size}
+    resolved = {}
+    for key, needed in sizes.items():
+        given = getattr(model_config, key)
+        if given is not None and given < needed:
+            raise UserError(f"'model.{key}' is {given} but the tokenizer has {needed} entries; "
+                            "remove the key to take the tokenizer's size, or raise it.")
+        resolved[key] = given if given is not None else round_up(needed)
+    return dataclasses.replace(model_config, **resolved)
+
+
+def check_same_model(run_dir, config):
+    """Refuse to reuse a run directory whose saved model shape differs from `config`'s."""
+    saved_path = RunDir(run_dir).config
+    if not saved_path.exists():
+        return
+    saved = config_from_dict(yaml.safe_load(saved_path.read_text(encoding="utf-8")),
+                             str(saved_path)).model
+    for field in dataclasses.fields(ModelConfig):
+        if field.name == "rate":  # dropout may change between runs; the weights still fit
+            continue
+        old, new = getattr(saved, field.name), getattr(config.model, field.name)
+        if new is not None and old != new:
+            raise UserError(f"'{run_dir}' holds a model with model.{field.name}={old}, but the "
+                            f"config asks for {new}; use another run_dir or the same model "
+                            "settings.")
+
+
+def write_config(run_dir, config):
+    RunDir(run_dir).root.mkdir(parents=True, exist_ok=True)
+    save_config(config, RunDir(run_dir).config)
+
+
+def load_run_config(run_dir):
+    """The resolved config saved in a run directory."""
+    path = RunDir(run_dir).config
+    if not path.exists():
+        raise UserError(f"'{run_dir}' has no config.yaml; train first (transformer-tf train "
+                        "--config ...) or point run_dir at a trained run.")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+def build_model(model_config):
+    """A `Transformer` from the model section, with its weights created."""
+    model = Transformer(**dataclasses.asdict(model_config))
+    model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
+    return model
+
+
+def load_tokenizers(run_dir):
+    vocab = RunDir(run_dir).vocab
+    return (SubwordTokenizer.from_file(vocab / "source.model", name="source_tokenizer"),
+            SubwordTokenizer.from_file(vocab / "target.model", name="target_tokenizer"))
+
+
+def restore_model(run_dir, model_config):
+    """The model with the weights of the latest checkpoint in `run_dir`, and its step."""
+    model = build_model(model_config)
+    latest = tf.train.latest_checkpoint(str(RunDir(run_dir).checkpoints))
+    if latest is None:
+        raise UserError(f"'{run_dir}' has no checkpoint; train first.")
+    # Every model weight must come back; the optimizer's entries are not needed here.
+    tf.train.Checkpoint(model=model).restore(latest).assert_existing_objects_matched() \
+        .expect_partial()
+    step = int(latest.rsplit("-", 1)[-1])
+    return model, step

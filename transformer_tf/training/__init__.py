@@ -1,0 +1,1 @@
+"""Schedules, losses and the custom training loop."""
