@@ -16,6 +16,18 @@ from transformer_tf.errors import UserError
 log = logging.getLogger("transformer_tf")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each message."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _quiet_tensorflow():
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -55,8 +67,9 @@ def cmd_train(args):
     from transformer_tf.evaluation.evaluate import evaluate_run
     from transformer_tf.training.trainer import train
 
-    config = train(config)
-    if args.no_eval and args.no_export:
+    result = train(config)
+    config = result.config
+    if result.stopped_by.startswith("signal") or (args.no_eval and args.no_export):
         return 0
     from transformer_tf.inference.translator import Translator
 
@@ -69,6 +82,7 @@ def cmd_train(args):
 
 
 def _export(config, translator, output):
+    """Write the SavedModel, then load it back and translate one sentence as a check."""
     import tensorflow as tf
 
     from transformer_tf.data.sources import load_splits
@@ -89,7 +103,10 @@ def cmd_evaluate(args):
     _quiet_tensorflow()
     from transformer_tf.evaluation.evaluate import evaluate_run
 
-    _print_evaluation(evaluate_run(config, split=args.split))
+    from transformer_tf.inference.translator import Translator
+
+    translator = Translator.from_run(config, args.average_last)
+    _print_evaluation(evaluate_run(config, split=args.split, translator=translator))
     return 0
 
 
@@ -98,7 +115,7 @@ def cmd_export(args):
     _quiet_tensorflow()
     from transformer_tf.inference.translator import Translator
 
-    _export(config, Translator.from_run(config), args.output)
+    _export(config, Translator.from_run(config, args.average_last), args.output)
     return 0
 
 
@@ -151,11 +168,15 @@ def build_parser():
     _add_config_args(evaluate)
     evaluate.add_argument("--split", choices=["train", "validation", "test"],
                           help="split to decode (default: eval.split)")
+    evaluate.add_argument("--average-last", type=int, default=1, metavar="N",
+                          help="average the weights of the last N checkpoints")
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = commands.add_parser("export", help="write a SavedModel of the latest checkpoint")
     _add_config_args(export)
     export.add_argument("--output", help="directory (default: export.directory or <run_dir>/export)")
+    export.add_argument("--average-last", type=int, default=1, metavar="N",
+                        help="export the mean weights of the last N checkpoints")
     export.set_defaults(func=cmd_export)
 
     translate = commands.add_parser("translate", help="translate sentences with a SavedModel")
@@ -170,7 +191,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

@@ -62,18 +62,31 @@ class TrainConfig:
     """The custom training loop."""
 
     steps: int = 100000  # optimizer updates in total
-    optimizer: Literal["adam"] = "adam"
+    optimizer: Literal["adam", "adamw"] = "adam"
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.98
     adam_epsilon: float = 1e-9
-    schedule: Literal["noam"] = "noam"  # d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5)
+    weight_decay: float = 0.0  # adamw: decoupled decay, not applied to biases and layer norms
+    # noam: scale * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5) (the paper's);
+    # inverse_sqrt: linear warm-up to learning_rate, then learning_rate * sqrt(warmup / step);
+    # constant: learning_rate.
+    schedule: Literal["noam", "inverse_sqrt", "constant"] = "noam"
     warmup_steps: int = 4000
-    learning_rate_scale: float = 1.0  # multiplies the schedule
+    learning_rate_scale: float = 1.0  # noam: multiplies the schedule
+    learning_rate: float = 0.001  # inverse_sqrt: peak rate; constant: the rate
     label_smoothing: float = 0.1
+    clip_norm: Optional[float] = None  # clip gradients to this global norm
+    accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
+    precision: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
+    jit_compile: bool = False  # compile the train step with XLA
+    deterministic: bool = False  # deterministic ops: bit-exact resume, somewhat slower
     seed: int = 42
     log_every: int = 100  # steps between log lines and TensorBoard points
     checkpoint_every: int = 1000
     keep_checkpoints: int = 5
+    eval_every: int = 0  # steps between validation evaluations; 0: none during training
+    best_metric: Literal["bleu", "chrf", "loss"] = "bleu"  # picks checkpoints/best
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: off
 
 
 @dataclass
@@ -87,6 +100,7 @@ class EvalConfig:
     lowercase: bool = False  # lower-cased BLEU
     tokenize: str = "13a"  # sacrebleu tokenizer for BLEU (13a, intl, none, ...)
     samples: int = 3  # sample translations printed after evaluation
+    max_sentences: Optional[int] = None  # decode at most this many (validation during training)
 
 
 @dataclass
@@ -199,6 +213,8 @@ def _check(config, source):
         "train.log_every": config.train.log_every,
         "train.checkpoint_every": config.train.checkpoint_every,
         "train.keep_checkpoints": config.train.keep_checkpoints,
+        "train.accumulation_steps": config.train.accumulation_steps,
+        "train.learning_rate": config.train.learning_rate,
         "data.batch_size": config.data.batch_size, "data.max_length": config.data.max_length,
         "data.train_size": config.data.train_size, "eval.batch_size": config.eval.batch_size,
         "tokenizer.source_vocab_size": config.tokenizer.source_vocab_size,
@@ -209,6 +225,16 @@ def _check(config, source):
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
     if not 0.0 <= m.rate < 1.0:
         raise ConfigError(f"{source}: 'model.rate' must be in [0, 1), got {m.rate}.")
+    for key in ("eval_every", "early_stopping_patience"):
+        if getattr(config.train, key) < 0:
+            raise ConfigError(f"{source}: 'train.{key}' must be 0 or more, "
+                              f"got {getattr(config.train, key)}.")
+    if config.train.clip_norm is not None and config.train.clip_norm <= 0:
+        raise ConfigError(f"{source}: 'train.clip_norm' must be positive or null, "
+                          f"got {config.train.clip_norm}.")
+    if config.train.early_stopping_patience and not config.train.eval_every:
+        raise ConfigError(f"{source}: 'train.early_stopping_patience' needs evaluations; set "
+                          "'train.eval_every' to a number of steps.")
     if not 0.0 <= config.train.label_smoothing < 1.0:
         raise ConfigError(f"{source}: 'train.label_smoothing' must be in [0, 1), "
                           f"got {config.train.label_smoothing}.")

@@ -82,10 +82,23 @@ def load_run_config(run_dir):
     return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
 
 
-def build_model(model_config):
-    """A `Transformer` from the model section, with its weights created."""
-    model = Transformer(**dataclasses.asdict(model_config))
-    model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                      "float16": "mixed_float16"}
+
+
+def build_model(model_config, precision="float32"):
+    """A `Transformer` from the model section, with its weights created.
+
+    `precision` other than float32 computes in that dtype with float32 weights (Keras mixed
+    precision); softmax, layer norm and the loss still compute in float32.
+    """
+    previous = tf.keras.config.dtype_policy()
+    tf.keras.config.set_dtype_policy(PRECISION_POLICIES[precision])
+    try:  # layers take the policy in force when they are made
+        model = Transformer(**dataclasses.asdict(model_config))
+        model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
+    finally:
+        tf.keras.config.set_dtype_policy(previous)
     return model
 
 
@@ -95,14 +108,30 @@ def load_tokenizers(run_dir):
             SubwordTokenizer.from_file(vocab / "target.model", name="target_tokenizer"))
 
 
-def restore_model(run_dir, model_config):
-    """The model with the weights of the latest checkpoint in `run_dir`, and its step."""
-    model = build_model(model_config)
-    latest = tf.train.latest_checkpoint(str(RunDir(run_dir).checkpoints))
-    if latest is None:
+def checkpoint_paths(run_dir):
+    """Checkpoint prefixes of a run, oldest first."""
+    state = tf.train.get_checkpoint_state(str(RunDir(run_dir).checkpoints))
+    return list(state.all_model_checkpoint_paths) if state else []
+
+
+def restore_model(run_dir, model_config, average_last=1):
+    """The model with the weights of the latest checkpoint in `run_dir` (or the mean of the
+    last `average_last` checkpoints), and the step of the latest."""
+    paths = checkpoint_paths(run_dir)
+    if not paths:
         raise UserError(f"'{run_dir}' has no checkpoint; train first.")
-    # Every model weight must come back; the optimizer's entries are not needed here.
-    tf.train.Checkpoint(model=model).restore(latest).assert_existing_objects_matched() \
-        .expect_partial()
-    step = int(latest.rsplit("-", 1)[-1])
-    return model, step
+    if average_last > len(paths):
+        raise UserError(f"cannot average the last {average_last} checkpoints: '{run_dir}' keeps "
+                        f"{len(paths)}; lower --average-last or raise train.keep_checkpoints.")
+    model = build_model(model_config)
+    checkpoint = tf.train.Checkpoint(model=model)
+    total = None
+    for path in paths[-average_last:]:
+        # Every model weight must come back; the optimizer's entries are not needed here.
+        checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
+        weights = [v.numpy() for v in model.trainable_variables]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    if average_last > 1:
+        for variable, summed in zip(model.trainable_variables, total):
+            variable.assign(summed / average_last)
+    return model, int(paths[-1].rsplit("-", 1)[-1])

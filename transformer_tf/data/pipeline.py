@@ -24,6 +24,10 @@ def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer):
             .map(lambda src, tgt: (src, tgt)))
 
 
+def _within(max_length):
+    return lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
+
+
 def length_buckets(max_length, width=4):
     """Upper bounds (exclusive) of the length buckets: 8, 12, 16, ... up to max_length."""
     return list(range(8, max_length + 1, width))
@@ -42,8 +46,7 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
     max_length = data_config.max_length
     boundaries = length_buckets(max_length)
     dataset = (tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-               .filter(lambda s, t: tf.logical_and(tf.size(s) <= max_length,
-                                                   tf.size(t) <= max_length))
+               .filter(_within(max_length))
                .cache()
                .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
                .repeat()
@@ -56,3 +59,13 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
     # A bounded stream ends by itself: tearing down a live endless pipeline mid-epoch
     # was measured to take 45 s here.
     return dataset.skip(start_batch).take(num_batches).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config,
+                 batch_size):
+    """Padded batches of a split in order, for validation loss and accuracy (pairs longer
+    than `max_length` left out, as in training)."""
+    return (tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
+            .filter(_within(data_config.max_length))
+            .padded_batch(batch_size, padding_values=PAD_ID)
+            .prefetch(tf.data.AUTOTUNE))

@@ -86,6 +86,10 @@ class SubwordTokenizer(tf.Module):
         keep = ids > EOS_ID  # drop padding, unknown, BOS and EOS
         return self._tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))
 
+    def pieces(self, ids):
+        """[tokens] ids -> list of subword strings, for display."""
+        return [p.decode("utf-8") for p in self._tokenizer.id_to_string(ids).numpy()]
+
 
 def add_bos_eos(ragged_ids, bos=True):
     """Append EOS (and prepend BOS if `bos`) to every row of a ragged id batch."""

@@ -6,7 +6,7 @@ SavedModel, so a served model decodes exactly as `evaluate` scored it.
 
 import tensorflow as tf
 
-from transformer_tf.data.tokenizers import encode_source
+from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
 from transformer_tf.inference.search import greedy_search, max_output_lengths
 from transformer_tf.run import load_tokenizers, restore_model
 
@@ -36,9 +36,10 @@ class Translator(tf.Module):
         self.max_length_offset = int(max_length_offset)
 
     @classmethod
-    def from_run(cls, config):
-        """The translator of a trained run: its tokenizers and latest checkpoint."""
-        model, step = restore_model(config.run_dir, config.model)
+    def from_run(cls, config, average_last=1):
+        """The translator of a trained run: its tokenizers and latest checkpoint (or the
+        mean of its last `average_last` checkpoints)."""
+        model, step = restore_model(config.run_dir, config.model, average_last)
         return cls(model, *load_tokenizers(config.run_dir), config.eval.max_length_ratio,
                    config.eval.max_length_offset, step=step)
 
@@ -64,3 +65,27 @@ class Translator(tf.Module):
             for i, text in zip(indices, result["translations"].numpy()):
                 outputs[i] = text.decode("utf-8")
         return outputs
+
+    def attention(self, sentence):
+        """Translate one sentence and return what its decoder attended to.
+
+        Returns {"source_tokens": [pieces], "target_tokens": [pieces, EOS included],
+        "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}}, the
+        encoder-decoder attention of every decoder layer.
+        """
+        source = encode_source(self.source_tokenizer, tf.constant([sentence]),
+                               self.model.pe_input)
+        max_lengths = max_output_lengths(source, self.max_length_ratio, self.max_length_offset,
+                                         self.model.pe_target - 1)
+        tokens, _ = greedy_search(self.model, source, max_lengths)
+        tokens = tokens[0].numpy().tolist()
+        if EOS_ID in tokens:
+            tokens = tokens[: tokens.index(EOS_ID) + 1]
+        decoder_input = tf.constant([[BOS_ID] + tokens[:-1]], tf.int32)
+        _, weights = self.model(source, decoder_input, training=False)
+        return {
+            "source_tokens": self.source_tokenizer.pieces(source[0]),
+            "target_tokens": self.target_tokenizer.pieces(tf.constant(tokens, tf.int32)),
+            "attention": {name[: -len("_block2")]: value[0].numpy()
+                          for name, value in weights.items() if name.endswith("_block2")},
+        }

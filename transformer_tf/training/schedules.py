@@ -27,3 +27,35 @@ class NoamSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps, "scale": self.scale}
+
+
+class InverseSqrtSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to `peak`, then `peak * sqrt(warmup_steps / step)` (fairseq's
+    inverse_sqrt): the paper's shape with the peak rate given directly.
+
+    Args:
+        peak: float, learning rate at the end of warm-up.
+        warmup_steps: int, steps of linear warm-up.
+    """
+
+    def __init__(self, peak, warmup_steps):
+        super().__init__()
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + 1.0
+        warmup = float(self.warmup_steps)
+        return self.peak * tf.math.minimum(step / warmup, tf.math.sqrt(warmup / step))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
+def make_schedule(train_config, d_model):
+    """The learning rate (a schedule or a constant) named by `train.schedule`."""
+    if train_config.schedule == "noam":
+        return NoamSchedule(d_model, train_config.warmup_steps, train_config.learning_rate_scale)
+    if train_config.schedule == "inverse_sqrt":
+        return InverseSqrtSchedule(train_config.learning_rate, train_config.warmup_steps)
+    return train_config.learning_rate

@@ -1,126 +1,286 @@
-"""The custom training loop: tokenizers, model, optimizer, checkpoints, TensorBoard.
+"""The custom training loop.
 
-Re-running the same config resumes from the latest checkpoint at the same step and
-data position.
+Owns a run: tokenizers, model, optimizer, checkpoints (latest K and best), TensorBoard,
+periodic validation with BLEU, early stopping, and stopping cleanly on SIGTERM/SIGINT.
+Re-running the same config resumes at the same step, learning rate, optimizer state,
+dropout random state and position in the data.
 """
 
 import dataclasses
 import logging
+import math
+import signal
 import time
 
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import train_dataset
+from transformer_tf.data.pipeline import eval_dataset, train_dataset
 from transformer_tf.data.sources import load_splits
 from transformer_tf.data.tokenizers import build_or_load_tokenizers
+from transformer_tf.errors import UserError
+from transformer_tf.evaluation.attention_image import attention_image
+from transformer_tf.evaluation.evaluate import decode_and_score, record_evaluation
+from transformer_tf.inference.translator import Translator
 from transformer_tf.run import (RunDir, build_model, check_same_model, resolve_model_config,
                                 write_config)
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
-from transformer_tf.training.schedules import NoamSchedule
+from transformer_tf.training.optimizers import make_optimizer
+from transformer_tf.training.progress import Progress
+from transformer_tf.training.step import TrainStep
 
 log = logging.getLogger(__name__)
 
-_BATCH_SPEC = tf.TensorSpec([None, None], tf.int32)
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite."""
 
 
-def make_optimizer(train_config, d_model):
-    schedule = NoamSchedule(d_model, train_config.warmup_steps, train_config.learning_rate_scale)
-    return tf.keras.optimizers.Adam(schedule, beta_1=train_config.adam_beta_1,
-                                    beta_2=train_config.adam_beta_2,
-                                    epsilon=train_config.adam_epsilon)
+@dataclasses.dataclass
+class TrainResult:
+    config: object  # the resolved config
+    step: int
+    stopped_by: str = ""  # "", "signal SIGTERM", "early stopping"
 
 
-def make_train_step(model, optimizer, label_smoothing):
-    """A compiled step: (source, target) batch -> (loss sum, real target tokens, correct).
+class Trainer:
+    """Trains the run of `config`; `run()` returns a `TrainResult`."""
 
-    One trace serves every batch shape (the signature has unknown lengths).
-    """
+    def __init__(self, config):
+        train = config.train
+        self.run_dir = RunDir(config.run_dir)
+        if train.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        tf.keras.utils.set_random_seed(train.seed)
+        self.splits = load_splits(config.data)
+        self.source_tokenizer, self.target_tokenizer = build_or_load_tokenizers(
+            config.tokenizer, *self.splits["train"], self.run_dir.vocab)
+        self.config = config = dataclasses.replace(config, model=resolve_model_config(
+            config.model, self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size))
+        check_same_model(config.run_dir, config)
+        write_config(config.run_dir, config)
 
-    @tf.function(input_signature=[_BATCH_SPEC, _BATCH_SPEC])
-    def train_step(source, target):
-        tar_inp, tar_real = target[:, :-1], target[:, 1:]
-        with tf.GradientTape() as tape:
-            logits, _ = model(source, tar_inp, training=True)
-            loss_sum, tokens = masked_loss_sum(tar_real, logits, label_smoothing)
-            loss = loss_sum / tf.maximum(tokens, 1.0)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss_sum, tokens, masked_correct_sum(tar_real, logits)
+        self.model = build_model(config.model, train.precision)
+        self.optimizer = make_optimizer(train, config.model.d_model)
+        # Keras 3 creates optimizer slots lazily; build them so a restore fills every one.
+        self.optimizer.build(self.model.trainable_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_score = tf.Variable(math.nan, trainable=False, name="best_score")
+        self.evals_without_improvement = tf.Variable(0, trainable=False, name="patience_used")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, step=self.step,
+            best_score=self.best_score, evals_without_improvement=self.evals_without_improvement,
+            # Keras keeps dropout's random state outside what tf.train.Checkpoint finds
+            # through the model; saved here, a resumed run draws the same masks.
+            random_state=list(self.model.non_trainable_variables))
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run_dir.checkpoints), max_to_keep=train.keep_checkpoints)
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run_dir.checkpoints / "best"), max_to_keep=1,
+            checkpoint_name="best")
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            log.info("resumed from %s at step %d", self.manager.latest_checkpoint,
+                     int(self.step))
+        self.train_step = TrainStep(self.model, self.optimizer, train)
+        self._signal = None
 
-    return train_step
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self):
+        train = self.config.train
+        step, total = int(self.step), train.steps
+        if step >= total:
+            log.info("already trained: step %d of %d", step, total)
+            return TrainResult(self.config, step)
+        params = sum(int(tf.size(v)) for v in self.model.trainable_variables)
+        log.info("training %s parameters, step %d -> %d, vocabularies %d / %d, %s", f"{params:,}",
+                 step, total, self.config.model.input_vocab_size,
+                 self.config.model.target_vocab_size, train.precision)
+        micro = train.accumulation_steps
+        batches = iter(train_dataset(
+            *self.splits["train"], self.source_tokenizer, self.target_tokenizer,
+            self.config.data, seed=train.seed, start_batch=step * micro,
+            num_batches=(total - step) * micro))
+        writer = tf.summary.create_file_writer(str(self.run_dir.train_logs))
+        progress = Progress(step, total)
+        window = _Window()
+        stopped_by = ""
+        with _StopOnSignals(self):
+            while step < total:
+                metrics = self._update(batches, micro)
+                step = int(self.step.assign_add(1))
+                loss = metrics["loss_sum"] / max(metrics["tokens"], 1.0)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the training loss became {loss} at step {step}; stopped without saving "
+                        f"(the last checkpoint is unchanged); lower the learning rate or set "
+                        "train.clip_norm.")
+                window.add(metrics)
+                progress.tick(step, loss, window.tokens_per_second())
+                if step % train.log_every == 0 or step == total:
+                    self._log(writer, progress, window, step, total)
+                    window = _Window()
+                if step % train.checkpoint_every == 0 or step == total:
+                    self._save(step)
+                if train.eval_every and (step % train.eval_every == 0 or step == total):
+                    if self._evaluate(step):
+                        stopped_by = "early stopping"
+                if self._signal and not stopped_by:
+                    stopped_by = f"signal {signal.Signals(self._signal).name}"
+                if stopped_by:
+                    if step % train.checkpoint_every:
+                        self._save(step)
+                    log.info("stopped by %s at step %d; run the same command to continue",
+                             stopped_by, step)
+                    break
+        writer.flush()
+        log.info("trained to step %d in %s", step, progress.elapsed())
+        return TrainResult(self.config, step, stopped_by)
+
+    def _update(self, batches, micro):
+        """One optimizer update over `micro` batches; returns float metrics."""
+        if micro == 1:
+            source, target = next(batches)
+            return {k: float(v) for k, v in self.train_step.update(source, target).items()}
+        totals = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0}
+        for _ in range(micro):
+            source, target = next(batches)
+            for key, value in self.train_step.accumulate(source, target).items():
+                totals[key] += float(value)
+        totals["grad_norm"] = float(self.train_step.apply_accumulated()["grad_norm"])
+        return totals
+
+    def _log(self, writer, progress, window, step, total):
+        rate = float(self.optimizer.learning_rate)
+        progress.report("step %d/%d  loss %.4f  accuracy %.3f  lr %.2e  grad norm %.3f  "
+                        "%s tokens/s  eta %s", step, total, window.loss(), window.accuracy(),
+                        rate, window.grad_norm(), f"{window.tokens_per_second():,.0f}",
+                        progress.eta(step))
+        with writer.as_default(step=step):
+            tf.summary.scalar("loss", window.loss())
+            tf.summary.scalar("accuracy", window.accuracy())
+            tf.summary.scalar("learning_rate", rate)
+            tf.summary.scalar("grad_norm", window.grad_norm())
+            tf.summary.scalar("tokens_per_second", window.tokens_per_second())
+
+    def _save(self, step, manager=None):
+        path = (manager or self.manager).save(checkpoint_number=step)
+        log.info("saved checkpoint %s", path)
+
+    # -- evaluation -----------------------------------------------------------------------
+
+    def _evaluate(self, step):
+        """Validation loss, accuracy, BLEU and chrF; keeps the best checkpoint. Returns True
+        when early stopping should end the run."""
+        train, eval_config = self.config.train, self.config.eval
+        sources, references = self.splits["validation"]
+        if eval_config.max_sentences:
+            sources, references = (sources[: eval_config.max_sentences],
+                                   references[: eval_config.max_sentences])
+        loss, accuracy = self._validation_loss(sources, references)
+        translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
+                                eval_config.max_length_ratio, eval_config.max_length_offset,
+                                step=step)
+        hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
+        result = {"step": step, "split": "validation", "sentences": len(sources),
+                  "loss": loss, "accuracy": accuracy, **scores}
+        samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
+        attention = translator.attention(sources[0])["attention"]
+        last_layer = attention[f"decoder_layer{self.config.model.num_layers}"]
+        record_evaluation(self.run_dir.root, result, hypotheses, samples,
+                          {"attention": attention_image(last_layer)})
+        log.info("validation at step %d: loss %.4f  accuracy %.3f  BLEU %.2f  chrF %.2f", step,
+                 loss, accuracy, scores["bleu"], scores["chrf"])
+
+        score = result[train.best_metric]
+        better = (math.isnan(float(self.best_score))
+                  or (score < float(self.best_score) if train.best_metric == "loss"
+                      else score > float(self.best_score)))
+        if better:
+            self.best_score.assign(score)
+            self.evals_without_improvement.assign(0)
+            self._save(step, self.best_manager)
+        else:
+            self.evals_without_improvement.assign_add(1)
+        patience = train.early_stopping_patience
+        if patience and int(self.evals_without_improvement) >= patience:
+            log.info("early stopping: validation %s has not improved on %.4f for %d "
+                     "evaluations", train.best_metric, float(self.best_score), patience)
+            return True
+        return False
+
+    def _validation_loss(self, sources, references):
+        """Teacher-forced loss (without label smoothing) and token accuracy."""
+        sums = {"loss": 0.0, "tokens": 0.0, "correct": 0.0}
+        for source, target in eval_dataset(sources, references, self.source_tokenizer,
+                                           self.target_tokenizer, self.config.data,
+                                           self.config.eval.batch_size):
+            loss_sum, tokens, correct = self._eval_step(source, target)
+            sums["loss"] += float(loss_sum)
+            sums["tokens"] += float(tokens)
+            sums["correct"] += float(correct)
+        tokens = max(sums["tokens"], 1.0)
+        return sums["loss"] / tokens, sums["correct"] / tokens
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
+    def _eval_step(self, source, target):
+        logits, _ = self.model(source, target[:, :-1], training=False)
+        loss_sum, tokens = masked_loss_sum(target[:, 1:], logits)
+        return loss_sum, tokens, masked_correct_sum(target[:, 1:], logits)
 
 
-def _format_seconds(seconds):
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+class _Window:
+    """Sums of the metrics since the last log line."""
+
+    def __init__(self):
+        self.sums = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0, "grad_norm": 0.0}
+        self.updates = 0
+        self.started = time.perf_counter()
+
+    def add(self, metrics):
+        for key in self.sums:
+            self.sums[key] += metrics[key]
+        self.updates += 1
+
+    def loss(self):
+        return self.sums["loss_sum"] / max(self.sums["tokens"], 1.0)
+
+    def accuracy(self):
+        return self.sums["correct"] / max(self.sums["tokens"], 1.0)
+
+    def grad_norm(self):
+        return self.sums["grad_norm"] / max(self.updates, 1)
+
+    def tokens_per_second(self):
+        return self.sums["tokens"] / max(time.perf_counter() - self.started, 1e-9)
+
+
+class _StopOnSignals:
+    """While active, SIGTERM and SIGINT ask the trainer to save and stop after the
+    current update instead of killing the process."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        self.trainer._signal = signum
+
+    def __enter__(self):
+        try:
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread: signals stay as they were
+            self.previous = {}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def train(config):
-    """Train (or resume) the run of `config`. Returns the resolved config."""
-    run = RunDir(config.run_dir)
-    tf.keras.utils.set_random_seed(config.train.seed)
-    splits = load_splits(config.data)
-    source_tokenizer, target_tokenizer = build_or_load_tokenizers(
-        config.tokenizer, *splits["train"], run.vocab)
-    config = dataclasses.replace(config, model=resolve_model_config(
-        config.model, source_tokenizer.vocab_size, target_tokenizer.vocab_size))
-    check_same_model(config.run_dir, config)
-    write_config(config.run_dir, config)
-
-    model = build_model(config.model)
-    optimizer = make_optimizer(config.train, config.model.d_model)
-    # Keras 3 creates optimizer slots lazily; build them so a restore fills every one.
-    optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(run.checkpoints),
-                                         max_to_keep=config.train.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s at step %d", manager.latest_checkpoint,
-                 int(optimizer.iterations))
-    step = int(optimizer.iterations)
-    total = config.train.steps
-    if step >= total:
-        log.info("already trained: step %d of %d", step, total)
-        return config
-
-    params = sum(int(tf.size(v)) for v in model.trainable_variables)
-    log.info("training %s parameters, step %d -> %d, vocabularies %d / %d", f"{params:,}", step,
-             total, config.model.input_vocab_size, config.model.target_vocab_size)
-    dataset = train_dataset(*splits["train"], source_tokenizer, target_tokenizer, config.data,
-                            seed=config.train.seed, start_batch=step,
-                            num_batches=total - step)
-    train_step = make_train_step(model, optimizer, config.train.label_smoothing)
-    writer = tf.summary.create_file_writer(str(run.train_logs))
-    window = {"loss": 0.0, "tokens": 0.0, "correct": 0.0}
-    window_start = run_start = time.perf_counter()
-    start_step = step
-    for source, target in dataset:
-        loss_sum, tokens, correct = train_step(source, target)
-        step += 1
-        window["loss"] += float(loss_sum)
-        window["tokens"] += float(tokens)
-        window["correct"] += float(correct)
-        if step % config.train.log_every == 0 or step == total:
-            now = time.perf_counter()
-            loss = window["loss"] / max(window["tokens"], 1.0)
-            accuracy = window["correct"] / max(window["tokens"], 1.0)
-            rate = float(optimizer.learning_rate)
-            tokens_per_second = window["tokens"] / (now - window_start)
-            eta = (now - run_start) / (step - start_step) * (total - step)
-            log.info("step %d/%d  loss %.4f  accuracy %.3f  lr %.2e  %s tokens/s  eta %s",
-                     step, total, loss, accuracy, rate, f"{tokens_per_second:,.0f}",
-                     _format_seconds(eta))
-            with writer.as_default(step=step):
-                tf.summary.scalar("loss", loss)
-                tf.summary.scalar("accuracy", accuracy)
-                tf.summary.scalar("learning_rate", rate)
-                tf.summary.scalar("tokens_per_second", tokens_per_second)
-            window = dict.fromkeys(window, 0.0)
-            window_start = now
-        if step % config.train.checkpoint_every == 0 or step == total:
-            path = manager.save(checkpoint_number=step)
-            log.info("saved checkpoint %s", path)
-    writer.flush()
-    log.info("trained to step %d in %s", step, _format_seconds(time.perf_counter() - run_start))
-    return config
+    """Train (or resume) the run of `config`. Returns a `TrainResult`."""
+    return Trainer(config).run()
