@@ -2,7 +2,6 @@
 evaluate, export, and the SavedModel served without this package."""
 
 import json
-import logging
 import subprocess
 import sys
 import textwrap
@@ -65,12 +64,10 @@ def test_checkpoint_restores_weights_optimizer_slots_and_step(trained_run):
     assert restored and all(np.any(v != 0) for v in restored)  # ...and came back.
 
 
-def test_rerunning_continues_from_the_last_step(copy_run, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("transformer_tf"), "propagate", True)
-    caplog.set_level("INFO", logger="transformer_tf")
+def test_rerunning_continues_from_the_last_step(copy_run, capsys):
     assert main(["train", *tiny_args(copy_run, "train.steps=200"), "--no-eval",
                  "--no-export"]) == 0
-    text = caplog.text
+    text = capsys.readouterr().err
     assert "at step 150" in text and "step 200/200" in text and "step 50/200" not in text
     assert (copy_run / "checkpoints" / "ckpt-200.index").exists()
     assert sorted(_scalars(copy_run / "logs" / "train")["loss"]) == [50, 100, 150, 200]

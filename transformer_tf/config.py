@@ -28,6 +28,7 @@ class DataConfig:
     max_length: int = 64  # training pairs with more tokens than this (either side) are dropped
     batch_size: int = 64  # sentences per training batch (global, across replicas)
     shuffle_buffer: int = 20000  # training pairs shuffled together
+    pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
 
 
 @dataclass
@@ -147,6 +148,12 @@ def _convert(value, tp, where):
             return None
         (tp,) = [arg for arg in typing.get_args(tp) if arg is not type(None)]
         return _convert(value, tp, where)
+    if tp is float and isinstance(value, str):
+        # PyYAML reads 1e-4 (no dot) as a string; take what is plainly a number.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         int: isinstance(value, int) and not isinstance(value, bool),
         float: isinstance(value, (int, float)) and not isinstance(value, bool),
