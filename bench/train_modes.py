@@ -33,7 +33,6 @@ MODES = [("float32", "float32", False), ("bfloat16", "bfloat16", False),
 def measure(config, splits, tokenizers, precision, jit, window, warmup_batches):
     train = config.train.__class__(**{**config.train.__dict__, "precision": precision,
                                       "jit_compile": jit})
-    tf.keras.utils.set_random_seed(train.seed)
     model = build_model(config.model, precision)
     optimizer = make_optimizer(train, config.model.d_model)
     optimizer.build(model.trainable_variables)
@@ -57,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=150, help="warm-up batches per mode")
     args = parser.parse_args(argv)
     config = load_config(args.config, ["data.pad_to_buckets=true"])
+    # Seed before the tokenizers exist: seeding clears the kernels that own their models.
+    tf.keras.utils.set_random_seed(config.train.seed)
     splits = load_splits(config.data)
     tokenizers = []
     for side, sentences, size in [("source", splits["train"][0],

@@ -152,6 +152,11 @@ def _add_config_args(parser, required=False):
                        help="override a config key, e.g. --set train.steps=200 (repeatable)")
 
 
+def _add_average_arg(parser):
+    parser.add_argument("--average-last", type=int, default=1, metavar="N",
+                        help="use the mean weights of the last N checkpoints")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="transformer-tf",
@@ -168,15 +173,13 @@ def build_parser():
     _add_config_args(evaluate)
     evaluate.add_argument("--split", choices=["train", "validation", "test"],
                           help="split to decode (default: eval.split)")
-    evaluate.add_argument("--average-last", type=int, default=1, metavar="N",
-                          help="average the weights of the last N checkpoints")
+    _add_average_arg(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = commands.add_parser("export", help="write a SavedModel of the latest checkpoint")
     _add_config_args(export)
     export.add_argument("--output", help="directory (default: export.directory or <run_dir>/export)")
-    export.add_argument("--average-last", type=int, default=1, metavar="N",
-                        help="export the mean weights of the last N checkpoints")
+    _add_average_arg(export)
     export.set_defaults(func=cmd_export)
 
     translate = commands.add_parser("translate", help="translate sentences with a SavedModel")

@@ -96,6 +96,10 @@ class EvalConfig:
 
     split: Literal["train", "validation", "test"] = "test"
     batch_size: int = 64
+    beam_size: int = 1  # 1: greedy search
+    length_penalty: float = 0.6  # beam search: GNMT alpha; 0 ranks by summed log-probability
+    sampling_topk: int = 0  # 0: no sampling; k > 0: sample among the k likeliest; -1: all
+    sampling_temperature: float = 1.0
     max_length_ratio: float = 1.5  # decode at most ratio * source_tokens + offset tokens
     max_length_offset: int = 10
     lowercase: bool = False  # lower-cased BLEU
@@ -230,6 +234,15 @@ def _check(config, source):
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
+    if config.eval.beam_size < 1:
+        raise ConfigError(f"{source}: 'eval.beam_size' must be 1 or more, "
+                          f"got {config.eval.beam_size}.")
+    if config.eval.sampling_topk and config.eval.beam_size > 1:
+        raise ConfigError(f"{source}: 'eval.sampling_topk' samples one hypothesis; set "
+                          "'eval.beam_size' to 1 or 'eval.sampling_topk' to 0.")
+    if config.eval.sampling_temperature <= 0:
+        raise ConfigError(f"{source}: 'eval.sampling_temperature' must be positive, "
+                          f"got {config.eval.sampling_temperature}.")
     if not 0.0 <= m.rate < 1.0:
         raise ConfigError(f"{source}: 'model.rate' must be in [0, 1), got {m.rate}.")
     for key in ("eval_every", "early_stopping_patience"):

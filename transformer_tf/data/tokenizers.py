@@ -50,6 +50,9 @@ def train_sentencepiece(sentences, path, vocab_size, model_type="unigram",
 class SubwordTokenizer(tf.Module):
     """A SentencePiece model run by `tensorflow_text.SentencepieceTokenizer`.
 
+    Seed TensorFlow (`tf.keras.utils.set_random_seed`) before making one: seeding clears
+    the kernel cache, and with it the kernel that holds the SentencePiece model.
+
     Args:
         model_proto: bytes, a serialized SentencePiece model.
 

@@ -7,41 +7,60 @@ SavedModel, so a served model decodes exactly as `evaluate` scored it.
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
-from transformer_tf.inference.search import greedy_search, max_output_lengths
+from transformer_tf.inference.search import beam_search, greedy_search, max_output_lengths
 from transformer_tf.run import load_tokenizers, restore_model
 
 
 class Translator(tf.Module):
-    """Tokenize, decode greedily, detokenize.
+    """Tokenize, decode (greedy, beam search or sampling), detokenize.
 
     Args:
         model: a trained `Transformer`.
         source_tokenizer, target_tokenizer: `SubwordTokenizer`s of the run.
-        max_length_ratio, max_length_offset: each sentence decodes at most
-            ratio * source tokens + offset tokens.
+        eval_config: `EvalConfig`, the decoding settings (beam_size, length_penalty,
+            sampling_topk, sampling_temperature, max_length_ratio, max_length_offset).
+        step: int, training step of the weights, for the record.
 
     Example:
-        >>> translator = Translator(model, source_tokenizer, target_tokenizer)
+        >>> translator = Translator(model, source_tokenizer, target_tokenizer, EvalConfig())
         >>> translator(tf.constant(["The cat sat on the mat."]))["translations"]
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, max_length_ratio=1.5,
-                 max_length_offset=10, step=0, name=None):
+    def __init__(self, model, source_tokenizer, target_tokenizer, eval_config, step=0,
+                 name=None):
         super().__init__(name=name)
         self.model = model
-        self.step = step  # training step of the weights, for the record
+        self.step = step
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self.max_length_ratio = float(max_length_ratio)
-        self.max_length_offset = int(max_length_offset)
+        self.beam_size = eval_config.beam_size
+        self.length_penalty = eval_config.length_penalty
+        self.sampling_topk = eval_config.sampling_topk
+        self.sampling_temperature = eval_config.sampling_temperature
+        self.max_length_ratio = eval_config.max_length_ratio
+        self.max_length_offset = eval_config.max_length_offset
 
     @classmethod
     def from_run(cls, config, average_last=1):
         """The translator of a trained run: its tokenizers and latest checkpoint (or the
-        mean of its last `average_last` checkpoints)."""
+        mean of its last `average_last` checkpoints), decoding as `config.eval` says."""
         model, step = restore_model(config.run_dir, config.model, average_last)
-        return cls(model, *load_tokenizers(config.run_dir), config.eval.max_length_ratio,
-                   config.eval.max_length_offset, step=step)
+        return cls(model, *load_tokenizers(config.run_dir), config.eval, step=step)
+
+    def encode(self, sentences):
+        """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""
+        source = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
+        return source, max_output_lengths(source, self.max_length_ratio,
+                                          self.max_length_offset, self.model.pe_target - 1)
+
+    def search(self, source, max_lengths):
+        """The configured search: (tokens [batch, len], scores [batch])."""
+        if self.beam_size > 1:
+            tokens, scores = beam_search(self.model, source, max_lengths, self.beam_size,
+                                         self.length_penalty)
+            return tokens[:, 0], scores[:, 0]
+        return greedy_search(self.model, source, max_lengths, sampling_topk=self.sampling_topk,
+                             sampling_temperature=self.sampling_temperature)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def __call__(self, sentences):
@@ -49,10 +68,7 @@ class Translator(tf.Module):
 
         Scores are the sums of the log-probabilities of the output tokens.
         """
-        source = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
-        max_lengths = max_output_lengths(source, self.max_length_ratio, self.max_length_offset,
-                                         self.model.pe_target - 1)
-        tokens, scores = greedy_search(self.model, source, max_lengths)
+        tokens, scores = self.search(*self.encode(sentences))
         return {"translations": self.target_tokenizer.detokenize(tokens), "scores": scores}
 
     def translate(self, sentences, batch_size=64):
@@ -73,11 +89,8 @@ class Translator(tf.Module):
         "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}}, the
         encoder-decoder attention of every decoder layer.
         """
-        source = encode_source(self.source_tokenizer, tf.constant([sentence]),
-                               self.model.pe_input)
-        max_lengths = max_output_lengths(source, self.max_length_ratio, self.max_length_offset,
-                                         self.model.pe_target - 1)
-        tokens, _ = greedy_search(self.model, source, max_lengths)
+        source, max_lengths = self.encode(tf.constant([sentence]))
+        tokens, _ = self.search(source, max_lengths)
         tokens = tokens[0].numpy().tolist()
         if EOS_ID in tokens:
             tokens = tokens[: tokens.index(EOS_ID) + 1]

@@ -69,12 +69,20 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         x = tf.transpose(x, [0, 2, 1, 3])
         return tf.reshape(x, [batch, -1, self.d_model])
 
-    def call(self, query, key, value, attention_mask=None):
+    def project_key_value(self, key, value):
+        """Keys and values of the attended sequence, split into heads:
+        [batch, len, d_model] -> two [batch, heads, len, depth]. Decoding computes those of
+        the encoder output once per sentence and appends those of each new position."""
+        return self.split_heads(self.wk(key)), self.split_heads(self.wv(value))
+
+    def attend(self, query, k, v, attention_mask=None):
+        """Attention of `query` [batch, q_len, d_model] over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
-        k = self.split_heads(self.wk(key))  # [batch, heads, k_len, depth]
-        v = self.split_heads(self.wv(value))
         output, weights = scaled_dot_product_attention(q, k, v, attention_mask)
         return self.dense(self.merge_heads(output)), weights
+
+    def call(self, query, key, value, attention_mask=None):
+        return self.attend(query, *self.project_key_value(key, value), attention_mask)
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads}

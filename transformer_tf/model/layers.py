@@ -1,6 +1,8 @@
 """Building blocks of the Transformer: positional encoding, feed-forward, encoder and
 decoder layers (post-layer-norm, as in the paper)."""
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,6 +17,36 @@ def positional_encoding(length, d_model):
     angles[:, 0::2] = np.sin(angles[:, 0::2])
     angles[:, 1::2] = np.cos(angles[:, 1::2])
     return tf.constant(angles[np.newaxis, ...], dtype=tf.float32)
+
+
+class PositionalEmbedding(tf.keras.layers.Layer):
+    """Token embedding scaled by sqrt(d_model), plus sinusoidal positions, then dropout
+    (paper, sections 3.4 and 3.5).
+
+    Args:
+        vocab_size: int, number of token ids (0 is padding).
+        d_model: int, embedding width.
+        max_length: int, longest sequence with a position encoding.
+        rate: float, dropout rate. Defaults to 0.1.
+    """
+
+    def __init__(self, vocab_size, d_model, max_length, rate=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.d_model, self.max_length, self.rate = (
+            vocab_size, d_model, max_length, rate)
+        self.embedding = tf.keras.layers.Embedding(vocab_size, d_model, name="embedding")
+        self.pos_encoding = positional_encoding(max_length, d_model)
+        self.dropout = tf.keras.layers.Dropout(rate)
+
+    def call(self, ids, training=False, start=0):
+        """`start`: position of the first id (decoding feeds one position at a time)."""
+        x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
+        x += tf.cast(self.pos_encoding[:, start: start + tf.shape(ids)[1], :], x.dtype)
+        return self.dropout(x, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model,
+                "max_length": self.max_length, "rate": self.rate}
 
 
 class FeedForward(tf.keras.layers.Layer):
@@ -99,6 +131,31 @@ class DecoderLayer(tf.keras.layers.Layer):
         x = self.layernorm3(x + self.dropout3(ffn, training=training))
         # [batch, tar_len, d_model], [batch, heads, tar_len, tar_len], [batch, heads, tar_len, inp_len]
         return x, weights1, weights2
+
+    def init_cache(self, enc_output):
+        """Decoding state for `step`: the encoder output's keys and values (computed once)
+        and empty self-attention keys and values."""
+        memory_key, memory_value = self.mha2.project_key_value(enc_output, enc_output)
+        empty = memory_key[:, :, :0, :]  # [batch, heads, 0, depth]
+        return {"self_key": empty, "self_value": empty,
+                "memory_key": memory_key, "memory_value": memory_value}
+
+    def step(self, x, cache, padding_mask=None):
+        """One new position, attending to the cached earlier ones (inference only).
+
+        x: [batch, 1, d_model]. Returns the output [batch, 1, d_model], the cache with this
+        position's keys and values appended, and the encoder-decoder attention weights.
+        """
+        key, value = self.mha1.project_key_value(x, x)
+        self_key = tf.concat([cache["self_key"], key], axis=2)  # [batch, heads, t + 1, depth]
+        self_value = tf.concat([cache["self_value"], value], axis=2)
+        attn1, _ = self.mha1.attend(x, self_key, self_value)  # earlier positions only: no mask
+        x = self.layernorm1(x + attn1)
+        attn2, weights2 = self.mha2.attend(x, cache["memory_key"], cache["memory_value"],
+                                           padding_mask)
+        x = self.layernorm2(x + attn2)
+        x = self.layernorm3(x + self.ffn(x))
+        return x, {**cache, "self_key": self_key, "self_value": self_value}, weights2
 
     def get_config(self):
         return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,

@@ -1,16 +1,13 @@
 """The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017)."""
 
-import math
-
 import tensorflow as tf
 
-from transformer_tf.model.layers import DecoderLayer, EncoderLayer, positional_encoding
+from transformer_tf.model.layers import DecoderLayer, EncoderLayer, PositionalEmbedding
 from transformer_tf.model.masks import create_masks
 
 
 class Encoder(tf.keras.layers.Layer):
-    """Token embedding scaled by sqrt(d_model), sinusoidal positions, dropout, then
-    `num_layers` encoder layers.
+    """Positional token embedding, then `num_layers` encoder layers.
 
     Args:
         num_layers, d_model, num_heads, dff, rate: as `Transformer`.
@@ -21,22 +18,17 @@ class Encoder(tf.keras.layers.Layer):
     def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
                  maximum_position_encoding, rate=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.d_model = d_model
         self.num_layers = num_layers
-        self.embedding = tf.keras.layers.Embedding(vocab_size, d_model, name="embedding")
-        self.pos_encoding = positional_encoding(maximum_position_encoding, d_model)
+        self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
+                                             rate, name="embedding")
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
             layer = EncoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
             setattr(self, f"layer{i + 1}", layer)
-        self.dropout = tf.keras.layers.Dropout(rate)
 
     def call(self, x, training=False, padding_mask=None):
-        seq_len = tf.shape(x)[1]
-        x = self.embedding(x) * math.sqrt(self.d_model)  # [batch, inp_len, d_model]
-        x += tf.cast(self.pos_encoding[:, :seq_len, :], x.dtype)
-        x = self.dropout(x, training=training)
+        x = self.embedding(x, training=training)  # [batch, inp_len, d_model]
         weights = {}
         for i, layer in enumerate(self.enc_layers):
             x, weights[f"encoder_layer{i + 1}"] = layer(
@@ -57,22 +49,17 @@ class Decoder(tf.keras.layers.Layer):
     def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
                  maximum_position_encoding, rate=0.1, **kwargs):
         super().__init__(**kwargs)
-        self.d_model = d_model
         self.num_layers = num_layers
-        self.embedding = tf.keras.layers.Embedding(vocab_size, d_model, name="embedding")
-        self.pos_encoding = positional_encoding(maximum_position_encoding, d_model)
+        self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
+                                             rate, name="embedding")
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
             layer = DecoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
             setattr(self, f"layer{i + 1}", layer)
-        self.dropout = tf.keras.layers.Dropout(rate)
 
     def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
-        seq_len = tf.shape(x)[1]
-        x = self.embedding(x) * math.sqrt(self.d_model)  # [batch, tar_len, d_model]
-        x += tf.cast(self.pos_encoding[:, :seq_len, :], x.dtype)
-        x = self.dropout(x, training=training)
+        x = self.embedding(x, training=training)  # [batch, tar_len, d_model]
         weights = {}
         for i, layer in enumerate(self.dec_layers):
             x, block1, block2 = layer(x, enc_output, training=training,
@@ -80,6 +67,21 @@ class Decoder(tf.keras.layers.Layer):
             weights[f"decoder_layer{i + 1}_block1"] = block1
             weights[f"decoder_layer{i + 1}_block2"] = block2
         return x, weights
+
+    def init_cache(self, enc_output):
+        """Per-layer decoding state for `step` (see `DecoderLayer.init_cache`)."""
+        return [layer.init_cache(enc_output) for layer in self.dec_layers]
+
+    def step(self, ids, position, cache, padding_mask=None):
+        """Decode one position incrementally: ids [batch, 1] at `position` -> output
+        [batch, 1, d_model], updated cache, {"decoder_layer{i}": cross-attention weights}."""
+        x = self.embedding(ids, start=position)
+        new_cache, weights = [], {}
+        for i, (layer, layer_cache) in enumerate(zip(self.dec_layers, cache)):
+            x, layer_cache, weights[f"decoder_layer{i + 1}"] = layer.step(x, layer_cache,
+                                                                          padding_mask)
+            new_cache.append(layer_cache)
+        return x, new_cache, weights
 
     @property
     def dec_layers(self):

@@ -179,8 +179,7 @@ class Trainer:
                                    references[: eval_config.max_sentences])
         loss, accuracy = self._validation_loss(sources, references)
         translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
-                                eval_config.max_length_ratio, eval_config.max_length_offset,
-                                step=step)
+                                eval_config, step=step)
         hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
         result = {"step": step, "split": "validation", "sentences": len(sources),
                   "loss": loss, "accuracy": accuracy, **scores}
