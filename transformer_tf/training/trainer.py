@@ -233,13 +233,15 @@ class _Window:
 
     def __init__(self):
         self.sums = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0, "grad_norm": 0.0}
-        self.updates = 0
+        self.updates = 0  # with a finite gradient norm: float16 loss scaling skips the others
         self.started = time.perf_counter()
 
     def add(self, metrics):
-        for key in self.sums:
+        for key in ("loss_sum", "tokens", "correct"):
             self.sums[key] += metrics[key]
-        self.updates += 1
+        if math.isfinite(metrics["grad_norm"]):
+            self.sums["grad_norm"] += metrics["grad_norm"]
+            self.updates += 1
 
     def loss(self):
         return self.sums["loss_sum"] / max(self.sums["tokens"], 1.0)
