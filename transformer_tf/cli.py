@@ -81,15 +81,20 @@ def cmd_train(args):
     return 0
 
 
-def _export(config, translator, output):
+def _export(config, translator, output, ids_only=False):
     """Write the SavedModel, then load it back and translate one sentence as a check."""
     import tensorflow as tf
 
     from transformer_tf.data.sources import load_splits
-    from transformer_tf.inference.export import export_saved_model
+    from transformer_tf.inference.export import export_ids_saved_model, export_saved_model
     from transformer_tf.run import RunDir
 
-    directory = Path(output or config.export.directory or RunDir(config.run_dir).export)
+    run = RunDir(config.run_dir)
+    directory = Path(output or config.export.directory or run.export)
+    if ids_only:
+        export_ids_saved_model(translator, run.vocab, directory)
+        print(f"exported SavedModel of token ids (step {translator.step}) to {directory}")
+        return
     export_saved_model(translator, directory)
     print(f"exported SavedModel (step {translator.step}) to {directory}")
     sources, _ = load_splits(config.data)[config.eval.split]
@@ -98,15 +103,47 @@ def _export(config, translator, output):
     print(f"  check: {sources[0]!r} -> {translation.numpy().decode('utf-8')!r}")
 
 
+def _decoding_overrides(args):
+    """--beam-size and friends as config overrides."""
+    flags = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
+             "tokenize": getattr(args, "tokenize", None),
+             "lowercase": getattr(args, "lowercase", None) or None}
+    return [f"eval.{key}={value}" for key, value in flags.items() if value is not None]
+
+
 def cmd_evaluate(args):
-    config = _config_from_args(args)
+    if bool(args.src) != bool(args.ref):
+        raise UserError("--src and --ref go together: the source file and its reference "
+                        "translations.")
+    if args.saved_model and (args.beam_size or args.length_penalty is not None):
+        raise UserError("a SavedModel decodes with the settings it was exported with; drop "
+                        "--beam-size/--length-penalty, or evaluate the run (--run-dir).")
+    args.set = [*(args.set or []), *_decoding_overrides(args)]
+    config = _config_from_args(args) if (args.config or args.run_dir) else None
+    if config is None and not (args.saved_model and args.src):
+        raise UserError("pass --config or --run-dir (to evaluate a run), or --saved-model "
+                        "with --src and --ref.")
     _quiet_tensorflow()
-    from transformer_tf.evaluation.evaluate import evaluate_run
+    from transformer_tf.config import config_from_dict
+    from transformer_tf.data.sources import load_splits, read_parallel
+    from transformer_tf.evaluation.evaluate import evaluate
+    from transformer_tf.inference.translator import ServedTranslator, Translator
 
-    from transformer_tf.inference.translator import Translator
-
-    translator = Translator.from_run(config, args.average_last)
-    _print_evaluation(evaluate_run(config, split=args.split, translator=translator))
+    eval_config = config.eval if config else config_from_dict(
+        {}, "command line", _decoding_overrides(args)).eval
+    if args.saved_model:
+        translator = ServedTranslator(args.saved_model)
+    else:
+        translator = Translator.from_run(config, args.average_last, args.best)
+    if args.src:
+        sources, references = read_parallel(args.src, args.ref)
+        name = Path(args.src).name
+    else:
+        name = args.split or eval_config.split
+        sources, references = load_splits(config.data)[name]
+    output_dir = args.output_dir or (config.run_dir if config else ".")
+    result = evaluate(translator, sources, references, eval_config, output_dir, name)
+    _print_evaluation(result)
     return 0
 
 
@@ -115,11 +152,24 @@ def cmd_export(args):
     _quiet_tensorflow()
     from transformer_tf.inference.translator import Translator
 
-    _export(config, Translator.from_run(config, args.average_last), args.output)
+    translator = Translator.from_run(config, args.average_last, args.best)
+    _export(config, translator, args.output, ids_only=args.tokenizer == "none")
     return 0
 
 
+def _read_input(args):
+    from transformer_tf.data.sources import read_lines
+
+    if args.sentences:
+        return args.sentences
+    if args.input:
+        return read_lines(args.input)
+    return [line.rstrip("\n") for line in sys.stdin]
+
+
 def cmd_translate(args):
+    if args.attention:
+        return _translate_with_attention(args)
     if args.saved_model:
         directory = Path(args.saved_model)
     else:
@@ -130,17 +180,45 @@ def cmd_translate(args):
     if not (directory / "saved_model.pb").is_file():
         raise UserError(f"no SavedModel in '{directory}'; run `transformer-tf export` first "
                         "or pass --saved-model DIR.")
-    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
+    sentences = _read_input(args)
+    _quiet_tensorflow()
+    from transformer_tf.inference.translator import ServedTranslator, translate_in_batches
+
+    served = ServedTranslator(directory)
+    outputs = translate_in_batches(served.signature, sentences, args.batch_size)
+    for number, truncated in enumerate(outputs["truncated"], start=1):
+        if truncated:
+            print(f"warning: line {number} is longer than the model reads; its end was not "
+                  "translated.", file=sys.stderr)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for text in outputs["translations"]:
+            print(text, file=out)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _translate_with_attention(args):
+    """Translate one sentence with the run's checkpoint and save its attention as a PNG."""
+    config = _config_from_args(args)
+    sentences = _read_input(args)
+    if len(sentences) != 1:
+        raise UserError("--attention draws one sentence: pass exactly one.")
     _quiet_tensorflow()
     import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops of the SavedModel)
 
-    translate = tf.saved_model.load(str(directory)).signatures["serving_default"]
-    for start in range(0, len(sentences), args.batch_size):
-        batch = sentences[start:start + args.batch_size]
-        outputs = translate(sentences=tf.constant(batch))["translations"].numpy()
-        for text in outputs:
-            print(text.decode("utf-8"))
+    from transformer_tf.evaluation.attention_image import attention_image
+    from transformer_tf.inference.translator import Translator
+
+    result = Translator.from_run(config).attention(sentences[0])
+    last = result["attention"][f"decoder_layer{config.model.num_layers}"]
+    png = tf.io.encode_png(attention_image(last, cell=16)[0])
+    Path(args.attention).write_bytes(png.numpy())
+    print(result["translation"])
+    print(f"attention of the last decoder layer ({last.shape[0]} heads, target tokens down, "
+          f"source tokens across) written to {args.attention}", file=sys.stderr)
     return 0
 
 
@@ -152,9 +230,18 @@ def _add_config_args(parser, required=False):
                        help="override a config key, e.g. --set train.steps=200 (repeatable)")
 
 
-def _add_average_arg(parser):
-    parser.add_argument("--average-last", type=int, default=1, metavar="N",
-                        help="use the mean weights of the last N checkpoints")
+def _add_checkpoint_args(parser):
+    group = parser.add_argument_group("checkpoint")
+    group.add_argument("--average-last", type=int, default=1, metavar="N",
+                       help="use the mean weights of the last N checkpoints")
+    group.add_argument("--best", action="store_true",
+                       help="use the best checkpoint by validation (train.best_metric)")
+
+
+def _add_decoding_args(parser):
+    group = parser.add_argument_group("decoding (default: the config's eval section)")
+    group.add_argument("--beam-size", type=int, help="1 for greedy search")
+    group.add_argument("--length-penalty", type=float, help="GNMT alpha for beam search")
 
 
 def build_parser():
@@ -169,24 +256,43 @@ def build_parser():
     train.add_argument("--no-export", action="store_true", help="skip the export at the end")
     train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="BLEU and chrF of a split")
+    evaluate = commands.add_parser(
+        "evaluate", help="BLEU and chrF of a split, or of --src/--ref files")
     _add_config_args(evaluate)
+    evaluate.add_argument("--saved-model", help="evaluate this SavedModel instead of the run")
     evaluate.add_argument("--split", choices=["train", "validation", "test"],
-                          help="split to decode (default: eval.split)")
-    _add_average_arg(evaluate)
+                          help="split of the configured data (default: eval.split)")
+    evaluate.add_argument("--src", help="source sentences, one per line")
+    evaluate.add_argument("--ref", help="reference translations, one per line")
+    evaluate.add_argument("--output-dir", help="where eval/ and metrics.jsonl go "
+                          "(default: the run directory, or . for a SavedModel)")
+    evaluate.add_argument("--tokenize", help="sacrebleu tokenizer for BLEU, e.g. 13a, intl, "
+                          "none for already tokenized text (default: eval.tokenize)")
+    evaluate.add_argument("--lowercase", action="store_true", help="lower-cased BLEU")
+    _add_checkpoint_args(evaluate)
+    _add_decoding_args(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = commands.add_parser("export", help="write a SavedModel of the latest checkpoint")
     _add_config_args(export)
     export.add_argument("--output", help="directory (default: export.directory or <run_dir>/export)")
-    _add_average_arg(export)
+    export.add_argument("--tokenizer", choices=["sentencepiece", "none"],
+                        default="sentencepiece",
+                        help="none: token ids in and out, core TensorFlow ops only (for "
+                        "saved_model_cli run and servers without tensorflow-text)")
+    _add_checkpoint_args(export)
     export.set_defaults(func=cmd_export)
 
     translate = commands.add_parser("translate", help="translate sentences with a SavedModel")
     _add_config_args(translate)
     translate.add_argument("--saved-model", help="SavedModel directory")
+    translate.add_argument("--input", help="file of sentences, one per line (default: stdin)")
+    translate.add_argument("--output", help="file for the translations (default: stdout)")
     translate.add_argument("--batch-size", type=int, default=64)
-    translate.add_argument("sentences", nargs="*", help="sentences (default: lines of stdin)")
+    translate.add_argument("--attention", metavar="FILE.png",
+                           help="with --config/--run-dir: save the encoder-decoder attention "
+                           "of one sentence as an image")
+    translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
     translate.set_defaults(func=cmd_translate)
     return parser
 

@@ -108,18 +108,20 @@ def load_tokenizers(run_dir):
             SubwordTokenizer.from_file(vocab / "target.model", name="target_tokenizer"))
 
 
-def checkpoint_paths(run_dir):
-    """Checkpoint prefixes of a run, oldest first."""
-    state = tf.train.get_checkpoint_state(str(RunDir(run_dir).checkpoints))
+def checkpoint_paths(run_dir, best=False):
+    """Checkpoint prefixes of a run, oldest first (`best`: the best one, kept apart)."""
+    directory = RunDir(run_dir).checkpoints
+    state = tf.train.get_checkpoint_state(str(directory / "best" if best else directory))
     return list(state.all_model_checkpoint_paths) if state else []
 
 
-def restore_model(run_dir, model_config, average_last=1):
+def restore_model(run_dir, model_config, average_last=1, best=False):
     """The model with the weights of the latest checkpoint in `run_dir` (or the mean of the
-    last `average_last` checkpoints), and the step of the latest."""
-    paths = checkpoint_paths(run_dir)
+    last `average_last` checkpoints, or the best by validation), and its step."""
+    paths = checkpoint_paths(run_dir, best)
     if not paths:
-        raise UserError(f"'{run_dir}' has no checkpoint; train first.")
+        raise UserError(f"'{run_dir}' has no best checkpoint; train with train.eval_every set."
+                        if best else f"'{run_dir}' has no checkpoint; train first.")
     if average_last > len(paths):
         raise UserError(f"cannot average the last {average_last} checkpoints: '{run_dir}' keeps "
                         f"{len(paths)}; lower --average-last or raise train.keep_checkpoints.")

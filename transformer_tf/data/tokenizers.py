@@ -104,13 +104,21 @@ def add_bos_eos(ragged_ids, bos=True):
     return tf.concat(parts, axis=1)
 
 
-def encode_source(tokenizer, strings, max_length):
-    """Source strings -> padded [batch, len] ids ending in EOS, cut to `max_length` tokens.
+def finish_source(ragged_ids, max_length):
+    """Ragged source ids (no EOS) -> (padded [batch, len] ids ending in EOS and cut to
+    `max_length` tokens, [batch] bool: the row was cut). Core TensorFlow ops only."""
+    truncated = ragged_ids.row_lengths() + 1 > max_length
+    ids = add_bos_eos(ragged_ids[:, : max_length - 1], bos=False).to_tensor(PAD_ID)
+    return ids, truncated
 
-    Shared by the training pipeline and the translator so both see the same ids.
+
+def encode_source(tokenizer, strings, max_length):
+    """Source strings -> `finish_source` of their ids: what the model reads.
+
+    Shared by the training pipeline's length rules and the translator so both see the
+    same ids.
     """
-    ids = tokenizer.tokenize(strings)[:, : max_length - 1]
-    return add_bos_eos(ids, bos=False).to_tensor(PAD_ID)
+    return finish_source(tokenizer.tokenize(strings), max_length)
 
 
 def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, vocab_dir):

@@ -21,42 +21,52 @@ def decode_and_score(translator, sources, references, eval_config):
 
 
 def record_evaluation(run_dir, result, hypotheses, samples, images=None):
-    """Write one evaluation to the run: hypotheses and JSON in `eval/`, a line in
-    `metrics.jsonl`, scalars (every number in `result`), sample translations as text and
-    optional images in the eval TensorBoard log. Returns the hypotheses file."""
+    """Write one evaluation into `run_dir` (a run directory, or any output folder):
+    hypotheses and JSON in `eval/`, a line in `metrics.jsonl`, scalars (every float in
+    `result`), sample translations as text and optional images in `logs/eval`. Returns the
+    hypotheses file."""
     run = RunDir(run_dir)
-    split, step = result["split"], result["step"]
+    name, step = result["split"], result["step"]
     run.eval.mkdir(parents=True, exist_ok=True)
-    stem = run.eval / f"{split}-step{step}"
-    hypotheses_file = stem.with_suffix(".hyp.txt")
+    stem = f"{name}-step{step}" if step is not None else name
+    hypotheses_file = run.eval / f"{stem}.hyp.txt"
     hypotheses_file.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (run.eval / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n",
+                                           encoding="utf-8")
     with run.metrics.open("a", encoding="utf-8") as metrics:
         metrics.write(json.dumps(result) + "\n")
     writer = tf.summary.create_file_writer(str(run.eval_logs))
-    with writer.as_default(step=step):
+    with writer.as_default(step=step or 0):
         for key, value in result.items():
             if isinstance(value, float):
-                tf.summary.scalar(f"{split}/{key}", value)
+                tf.summary.scalar(f"{name}/{key}", value)
         table = ["| source | reference | hypothesis |", "|---|---|---|"]
         table += [f"| {s} | {r} | {h} |" for s, r, h in samples]
-        tf.summary.text(f"{split}/samples", "\n".join(table))
-        for name, image in (images or {}).items():
-            tf.summary.image(f"{split}/{name}", image)
+        tf.summary.text(f"{name}/samples", "\n".join(table))
+        for image_name, image in (images or {}).items():
+            tf.summary.image(f"{name}/{image_name}", image)
     writer.flush()
     return hypotheses_file
 
 
+def evaluate(translator, sources, references, eval_config, output_dir, name):
+    """Decode `sources`, score against `references`, record into `output_dir`.
+
+    Returns the result dict, with `hypotheses_file` and `samples`: the first
+    `eval_config.samples` (source, reference, hypothesis) triples.
+    """
+    log.info("translating %d sentences (%s)", len(sources), name)
+    hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
+    result = {"step": translator.step, "split": name, "sentences": len(sources), **scores}
+    samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
+    hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
+    return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
+
+
 def evaluate_run(config, split=None, translator=None):
-    """Decode `split` (default `eval.split`) and record the scores. `translator` defaults
-    to the run's latest checkpoint. Returns the result dict, with `samples`: the first
-    `eval.samples` (source, reference, hypothesis) triples."""
+    """`evaluate` a split of the run's data (default `eval.split`) into the run directory;
+    `translator` defaults to the run's latest checkpoint."""
     split = split or config.eval.split
     translator = translator or Translator.from_run(config)
     sources, references = load_splits(config.data)[split]
-    log.info("translating %d %s sentences", len(sources), split)
-    hypotheses, scores = decode_and_score(translator, sources, references, config.eval)
-    result = {"step": translator.step, "split": split, "sentences": len(sources), **scores}
-    samples = list(zip(sources, references, hypotheses))[: config.eval.samples]
-    hypotheses_file = record_evaluation(config.run_dir, result, hypotheses, samples)
-    return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
+    return evaluate(translator, sources, references, config.eval, config.run_dir, split)

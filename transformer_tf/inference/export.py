@@ -1,10 +1,83 @@
-"""Export a trained run as a SavedModel that needs only TensorFlow and tensorflow-text."""
+"""Export a trained run as a SavedModel.
 
+Two forms:
+- `export_saved_model`: strings in, translations out; tokenizers inside as tensorflow-text
+  ops, so loading it needs `import tensorflow_text` (and TensorFlow's own
+  `saved_model_cli run`, which cannot load those ops, cannot run it).
+- `export_ids_saved_model`: token ids in, token ids out, core TensorFlow ops only; the
+  vocabularies travel as assets (`source.vocab`, `target.vocab`: line N is id N).
+"""
+
+import tempfile
+from pathlib import Path
+
+import sentencepiece as spm
 import tensorflow as tf
+
+from transformer_tf.data.tokenizers import finish_source
+from transformer_tf.inference.search import decode, output_budgets
+
+
+def _save(module, model, directory):
+    """`tf.saved_model.save` with the model's raw `tf.Variable`s tracked by `module`.
+
+    The traced functions read the `tf.Variable`s inside Keras 3's variables; unless those
+    are tracked as well, graph-mode loaders (`saved_model_cli run`, TensorFlow Serving)
+    fail with "Could not find variable" (keras-team/keras#20095).
+    """
+    module.raw_variables = [variable.value for variable in model.variables]
+    signature = module.__call__.get_concrete_function()
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": signature})
+    return directory
 
 
 def export_saved_model(translator, directory):
-    """Save `translator` with its `serving_default` signature (strings -> translations)."""
-    signature = translator.__call__.get_concrete_function()
-    tf.saved_model.save(translator, str(directory), signatures={"serving_default": signature})
-    return directory
+    """Save `translator` with its `serving_default` signature:
+    sentences [batch] string -> translations [batch] string, scores, truncated."""
+    return _save(translator, translator.model, directory)
+
+
+class IdsTranslator(tf.Module):
+    """The translator without tokenizers: ids in, ids out.
+
+    Args:
+        translator: a `Translator`, for its model and decoding settings.
+        vocab_files: {"source": path, "target": path}, written into the export's assets.
+    """
+
+    def __init__(self, translator, vocab_files):
+        super().__init__()
+        # The model and settings only: the tokenizers' ops are not in stock TensorFlow.
+        self.model = translator.model
+        self.eval_config = translator.eval_config
+        self.source_vocab = tf.saved_model.Asset(str(vocab_files["source"]))
+        self.target_vocab = tf.saved_model.Asset(str(vocab_files["target"]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")])
+    def __call__(self, source_ids):
+        """source_ids [batch, len]: source pieces' ids without EOS, padded with 0 ->
+        {"target_ids": [batch, out_len] ids ending in EOS (3), 0 after it,
+         "scores": [batch] summed log-probabilities}."""
+        ragged = tf.RaggedTensor.from_tensor(source_ids, padding=0)
+        source, _ = finish_source(ragged, self.model.pe_input)
+        tokens, scores = decode(self.model, source,
+                                output_budgets(self.model, source, self.eval_config),
+                                self.eval_config)
+        return {"target_ids": tokens, "scores": scores}
+
+
+def write_vocab(model_path, vocab_path):
+    """A SentencePiece model's pieces, one per line (line N is id N)."""
+    processor = spm.SentencePieceProcessor(model_file=str(model_path))
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+    Path(vocab_path).write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
+    return vocab_path
+
+
+def export_ids_saved_model(translator, vocab_dir, directory):
+    """Save the ids-only form of `translator` (see `IdsTranslator`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_files = {side: write_vocab(Path(vocab_dir) / f"{side}.model",
+                                         Path(tmp) / f"{side}.vocab")
+                       for side in ("source", "target")}
+        return _save(IdsTranslator(translator, vocab_files), translator.model, directory)

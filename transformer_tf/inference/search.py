@@ -212,3 +212,21 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
                           tf.TensorShape([None, None]), tf.TensorShape([None, None]),
                           _loose(cache)))
     return finished[:, :n_best, 1:], finished_scores[:, :n_best]
+
+
+def output_budgets(model, source, eval_config):
+    """`max_output_lengths` with the ratio and offset of `eval_config`, capped by the
+    model's longest target."""
+    return max_output_lengths(source, eval_config.max_length_ratio,
+                              eval_config.max_length_offset, model.pe_target - 1)
+
+
+def decode(model, source, max_lengths, eval_config):
+    """The search `eval_config` names (beam_size > 1: beam search, else greedy or
+    sampling): (tokens [batch, len], scores [batch]) of the best hypothesis."""
+    if eval_config.beam_size > 1:
+        tokens, scores = beam_search(model, source, max_lengths, eval_config.beam_size,
+                                     eval_config.length_penalty)
+        return tokens[:, 0], scores[:, 0]
+    return greedy_search(model, source, max_lengths, sampling_topk=eval_config.sampling_topk,
+                         sampling_temperature=eval_config.sampling_temperature)

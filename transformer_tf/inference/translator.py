@@ -7,8 +7,27 @@ SavedModel, so a served model decodes exactly as `evaluate` scored it.
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
-from transformer_tf.inference.search import beam_search, greedy_search, max_output_lengths
+from transformer_tf.inference.search import decode, output_budgets
 from transformer_tf.run import load_tokenizers, restore_model
+
+
+def translate_in_batches(translate, sentences, batch_size=64):
+    """Run `translate` (a Translator or a loaded `serving_default`) over a list of strings
+    in batches of similar length, and return its outputs as lists in input order.
+
+    Empty lines are not sent to the model: they translate to an empty line.
+    """
+    order = sorted((i for i, s in enumerate(sentences) if s.strip()),
+                   key=lambda i: len(sentences[i]))
+    outputs = {"translations": [""] * len(sentences), "scores": [0.0] * len(sentences),
+               "truncated": [False] * len(sentences)}
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        result = translate(sentences=tf.constant([sentences[i] for i in indices]))
+        for key, values in result.items():
+            for i, value in zip(indices, values.numpy().tolist()):
+                outputs[key][i] = value.decode("utf-8") if isinstance(value, bytes) else value
+    return outputs
 
 
 class Translator(tf.Module):
@@ -33,59 +52,50 @@ class Translator(tf.Module):
         self.step = step
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self.beam_size = eval_config.beam_size
-        self.length_penalty = eval_config.length_penalty
-        self.sampling_topk = eval_config.sampling_topk
-        self.sampling_temperature = eval_config.sampling_temperature
-        self.max_length_ratio = eval_config.max_length_ratio
-        self.max_length_offset = eval_config.max_length_offset
+        self.eval_config = eval_config
 
     @classmethod
-    def from_run(cls, config, average_last=1):
+    def from_run(cls, config, average_last=1, best=False):
         """The translator of a trained run: its tokenizers and latest checkpoint (or the
-        mean of its last `average_last` checkpoints), decoding as `config.eval` says."""
-        model, step = restore_model(config.run_dir, config.model, average_last)
+        mean of its last `average_last` checkpoints, or its best), decoding as
+        `config.eval` says."""
+        model, step = restore_model(config.run_dir, config.model, average_last, best)
         return cls(model, *load_tokenizers(config.run_dir), config.eval, step=step)
 
     def encode(self, sentences):
         """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""
-        source = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
-        return source, max_output_lengths(source, self.max_length_ratio,
-                                          self.max_length_offset, self.model.pe_target - 1)
+        source, _ = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
+        return source, self.budgets(source)
+
+    def budgets(self, source):
+        """Most tokens each sentence may produce, EOS included: [batch] int32."""
+        return output_budgets(self.model, source, self.eval_config)
 
     def search(self, source, max_lengths):
         """The configured search: (tokens [batch, len], scores [batch])."""
-        if self.beam_size > 1:
-            tokens, scores = beam_search(self.model, source, max_lengths, self.beam_size,
-                                         self.length_penalty)
-            return tokens[:, 0], scores[:, 0]
-        return greedy_search(self.model, source, max_lengths, sampling_topk=self.sampling_topk,
-                             sampling_temperature=self.sampling_temperature)
+        return decode(self.model, source, max_lengths, self.eval_config)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
     def __call__(self, sentences):
-        """[batch] UTF-8 strings -> {"translations": [batch] strings, "scores": [batch] float32}.
-
-        Scores are the sums of the log-probabilities of the output tokens.
+        """[batch] UTF-8 strings -> {"translations": [batch] strings, "scores": [batch]
+        float32 (summed log-probabilities of the output tokens), "truncated": [batch] bool
+        (the input had more tokens than the model reads, `pe_input`; the rest was ignored)}.
         """
-        tokens, scores = self.search(*self.encode(sentences))
-        return {"translations": self.target_tokenizer.detokenize(tokens), "scores": scores}
+        source, truncated = encode_source(self.source_tokenizer, sentences,
+                                          self.model.pe_input)
+        tokens, scores = self.search(source, self.budgets(source))
+        return {"translations": self.target_tokenizer.detokenize(tokens), "scores": scores,
+                "truncated": truncated}
 
     def translate(self, sentences, batch_size=64):
-        """Translate a Python list of strings in batches of similar length, in input order."""
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        outputs = [None] * len(sentences)
-        for start in range(0, len(order), batch_size):
-            indices = order[start:start + batch_size]
-            result = self(tf.constant([sentences[i] for i in indices]))
-            for i, text in zip(indices, result["translations"].numpy()):
-                outputs[i] = text.decode("utf-8")
-        return outputs
+        """Translate a Python list of strings, batched by length, in input order."""
+        return translate_in_batches(self, sentences, batch_size)["translations"]
 
     def attention(self, sentence):
         """Translate one sentence and return what its decoder attended to.
 
-        Returns {"source_tokens": [pieces], "target_tokens": [pieces, EOS included],
+        Returns {"translation": str, "source_tokens": [pieces], "target_tokens": [pieces,
+        EOS included],
         "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}}, the
         encoder-decoder attention of every decoder layer.
         """
@@ -97,8 +107,26 @@ class Translator(tf.Module):
         decoder_input = tf.constant([[BOS_ID] + tokens[:-1]], tf.int32)
         _, weights = self.model(source, decoder_input, training=False)
         return {
+            "translation": self.target_tokenizer.detokenize(
+                tf.constant([tokens], tf.int32))[0].numpy().decode("utf-8"),
             "source_tokens": self.source_tokenizer.pieces(source[0]),
             "target_tokens": self.target_tokenizer.pieces(tf.constant(tokens, tf.int32)),
             "attention": {name[: -len("_block2")]: value[0].numpy()
                           for name, value in weights.items() if name.endswith("_block2")},
         }
+
+
+class ServedTranslator:
+    """A SavedModel exported by this package, behind the `Translator`'s list interface.
+
+    Loading it needs only TensorFlow and tensorflow-text.
+    """
+
+    def __init__(self, directory):
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+
+        self.step = None  # not recorded in the SavedModel
+        self.signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+
+    def translate(self, sentences, batch_size=64):
+        return translate_in_batches(self.signature, sentences, batch_size)["translations"]
