@@ -37,11 +37,13 @@ TUTORIAL_SIZE = {"num_layers": 4, "d_model": 128, "num_heads": 8, "dff": 512,
                  "pe_input": 128, "pe_target": 128, "rate": 0.1}
 
 
-def tutorial_translator(model, max_length):
-    """The tutorial's decoding loop: one sentence, the full model re-run per token."""
+def tutorial_translator(model):
+    """The tutorial's decoding loop: one sentence, the full model re-run per token, up to
+    `max_length` tokens (the same budget this package's searches get)."""
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32)])
-    def translate(source):
+    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32),
+                                  tf.TensorSpec([], tf.int32)])
+    def translate(source, max_length):
         output = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
         output = output.write(0, BOS_ID)
         for i in tf.range(max_length):
@@ -98,12 +100,12 @@ def main(argv=None):
         rows.append((name, len(test_src) / seconds, tokens / seconds))
         print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
 
-    reference = tutorial_translator(model, config.model.pe_target - 1)
-    sources = [translator.encode(tf.constant([s]))[0] for s in test_src]
-    reference(sources[0])
+    reference = tutorial_translator(model)
+    sources = [translator.encode(tf.constant([s])) for s in test_src]
+    reference(sources[0][0], sources[0][1][0])
     started, tokens = time.perf_counter(), 0
-    for source in sources:
-        tokens += int(tf.size(reference(source))) - 1
+    for source, budget in sources:
+        tokens += int(tf.size(reference(source, budget[0]))) - 1
     seconds = time.perf_counter() - started
     rows.append(("tutorial-style reference, batch 1", len(sources) / seconds, tokens / seconds))
     print(f"  reference: {seconds:.1f} s", file=sys.stderr)
