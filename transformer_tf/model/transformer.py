@@ -6,14 +6,11 @@ from transformer_tf.model.layers import DecoderLayer, EncoderLayer, PositionalEm
 from transformer_tf.model.masks import create_masks
 
 
-class Encoder(tf.keras.layers.Layer):
-    """Positional token embedding, then `num_layers` encoder layers.
+class _LayerStack(tf.keras.layers.Layer):
+    """A positional token embedding and `num_layers` layers of `layer_class`: what the
+    encoder and the decoder have in common."""
 
-    Args:
-        num_layers, d_model, num_heads, dff, rate: as `Transformer`.
-        vocab_size: int, source vocabulary size.
-        maximum_position_encoding: int, longest source sequence the model accepts.
-    """
+    layer_class = None
 
     def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
                  maximum_position_encoding, rate=0.1, **kwargs):
@@ -24,8 +21,24 @@ class Encoder(tf.keras.layers.Layer):
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
-            layer = EncoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
+            layer = self.layer_class(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
             setattr(self, f"layer{i + 1}", layer)
+
+    def stack(self):
+        """The layers, bottom first."""
+        return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+
+
+class Encoder(_LayerStack):
+    """Positional token embedding, then `num_layers` encoder layers.
+
+    Args:
+        num_layers, d_model, num_heads, dff, rate: as `Transformer`.
+        vocab_size: int, source vocabulary size.
+        maximum_position_encoding: int, longest source sequence the model accepts.
+    """
+
+    layer_class = EncoderLayer
 
     def call(self, x, training=False, padding_mask=None):
         x = self.embedding(x, training=training)  # [batch, inp_len, d_model]
@@ -37,26 +50,16 @@ class Encoder(tf.keras.layers.Layer):
 
     @property
     def enc_layers(self):
-        return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+        return self.stack()
 
 
-class Decoder(tf.keras.layers.Layer):
-    """Target embedding and positions, then `num_layers` decoder layers.
+class Decoder(_LayerStack):
+    """Positional token embedding, then `num_layers` decoder layers.
 
     Args: as `Encoder`, with the target vocabulary and longest target sequence.
     """
 
-    def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
-                 maximum_position_encoding, rate=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_layers = num_layers
-        self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
-                                             rate, name="embedding")
-        # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
-        # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
-        for i in range(num_layers):
-            layer = DecoderLayer(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
-            setattr(self, f"layer{i + 1}", layer)
+    layer_class = DecoderLayer
 
     def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
         x = self.embedding(x, training=training)  # [batch, tar_len, d_model]
@@ -85,7 +88,7 @@ class Decoder(tf.keras.layers.Layer):
 
     @property
     def dec_layers(self):
-        return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+        return self.stack()
 
 
 class Transformer(tf.keras.Model):
