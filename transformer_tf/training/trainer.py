@@ -82,6 +82,9 @@ class Trainer:
             log.info("resumed from %s at step %d", self.manager.latest_checkpoint,
                      int(self.step))
         self.train_step = TrainStep(self.model, self.optimizer, train)
+        # Made once: its compiled search is traced at the first evaluation, not at each.
+        self.translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
+                                     config.eval)
         self._signal = None
 
     # -- the loop -------------------------------------------------------------------------
@@ -178,8 +181,8 @@ class Trainer:
             sources, references = (sources[: eval_config.max_sentences],
                                    references[: eval_config.max_sentences])
         loss, accuracy = self._validation_loss(sources, references)
-        translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
-                                eval_config, step=step)
+        translator = self.translator
+        translator.step = step
         hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
         result = {"step": step, "split": "validation", "sentences": len(sources),
                   "loss": loss, "accuracy": accuracy, **scores}
