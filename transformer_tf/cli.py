@@ -118,7 +118,8 @@ def cmd_evaluate(args):
     if args.saved_model and (args.beam_size or args.length_penalty is not None):
         raise UserError("a SavedModel decodes with the settings it was exported with; drop "
                         "--beam-size/--length-penalty, or evaluate the run (--run-dir).")
-    args.set = [*(args.set or []), *_decoding_overrides(args)]
+    decoding = _decoding_overrides(args)
+    args.set = [*(args.set or []), *decoding]
     config = _config_from_args(args) if (args.config or args.run_dir) else None
     if config is None and not (args.saved_model and args.src):
         raise UserError("pass --config or --run-dir (to evaluate a run), or --saved-model "
@@ -129,8 +130,7 @@ def cmd_evaluate(args):
     from transformer_tf.evaluation.evaluate import evaluate
     from transformer_tf.inference.translator import ServedTranslator, Translator
 
-    eval_config = config.eval if config else config_from_dict(
-        {}, "command line", _decoding_overrides(args)).eval
+    eval_config = config.eval if config else config_from_dict({}, "command line", decoding).eval
     if args.saved_model:
         translator = ServedTranslator(args.saved_model)
     else:
