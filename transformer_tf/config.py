@@ -9,7 +9,7 @@ import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Dict, Literal, Optional
 
 import yaml
 
@@ -17,29 +17,72 @@ from transformer_tf.errors import ConfigError
 
 
 @dataclass
+class SplitFiles:
+    """The files of one split. Each entry is a local path or an http(s) URL (downloaded once
+    into `data.cache_dir`); `.gz` files are read transparently."""
+
+    source: Optional[str] = None  # text: source-language sentences, one per line
+    target: Optional[str] = None  # text: their translations, line N translating line N
+    tsv: Optional[str] = None  # tsv: one file of `source<TAB>target` lines
+
+
+@dataclass
+class TfdsConfig:
+    """A TensorFlow Datasets translation dataset (`data.source: tfds`)."""
+
+    name: Optional[str] = None  # e.g. ted_hrlr_translate/pt_to_en, wmt14_translate/de-en
+    data_dir: Optional[str] = None  # where it is prepared; default: TFDS's own
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+
+
+@dataclass
 class DataConfig:
     """Where the sentence pairs come from and how they are batched."""
 
-    source: Literal["synthetic"] = "synthetic"  # the embedded English->German corpus
+    # synthetic: the embedded English->German corpus; text / tsv: files of `train`,
+    # `validation`, `test`; tfds: the dataset of `tfds`; multi30k: the Multi30K corpus
+    # (downloaded, or read from `dir`); ted_hrlr_pt_en: the TensorFlow tutorial's
+    # Portuguese->English TED talks through TFDS.
+    source: Literal["synthetic", "text", "tsv", "tfds", "multi30k", "ted_hrlr_pt_en"] = \
+        "synthetic"
+    # multi30k: en, de or fr (default en -> de); tfds: the feature keys (default: the
+    # dataset's supervised keys)
+    source_language: Optional[str] = None
+    target_language: Optional[str] = None
+    dir: Optional[str] = None  # multi30k: a folder holding its files; default: download them
+    train: SplitFiles = field(default_factory=SplitFiles)
+    validation: SplitFiles = field(default_factory=SplitFiles)
+    test: SplitFiles = field(default_factory=SplitFiles)
+    sha256: Dict[str, str] = field(default_factory=dict)  # URL -> expected SHA-256
+    cache_dir: Optional[str] = None  # downloads; default: ~/.cache/transformer_tf
+    tfds: TfdsConfig = field(default_factory=TfdsConfig)
     train_size: int = 20000  # synthetic: sentence pairs in the training split
     validation_size: int = 500  # synthetic: pairs in the validation split
     test_size: int = 500  # synthetic: pairs in the test split
     seed: int = 1234  # synthetic: generator seed
     max_length: int = 64  # training pairs with more tokens than this (either side) are dropped
     batch_size: int = 64  # sentences per training batch (global, across replicas)
+    # tokens per training batch, padding included (global); set, it replaces batch_size
+    batch_tokens: Optional[int] = None
     shuffle_buffer: int = 20000  # training pairs shuffled together
     pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
 
 
 @dataclass
 class TokenizerConfig:
-    """Subword tokenizers, trained on the training split and stored in `<run_dir>/vocab`."""
+    """Subword tokenizers, built from the training split and stored in `<run_dir>/vocab`."""
 
-    type: Literal["sentencepiece"] = "sentencepiece"
-    model_type: Literal["unigram", "bpe"] = "unigram"
+    # sentencepiece: trained with the sentencepiece package (cased, keeps accents);
+    # wordpiece: built with tensorflow-text's bert_vocab_from_dataset, as the TensorFlow
+    # tutorial does, but keeping case and accents.
+    type: Literal["sentencepiece", "wordpiece"] = "sentencepiece"
+    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece's algorithm
+    shared: bool = False  # one vocabulary for both sides, of source_vocab_size entries
     source_vocab_size: int = 8000  # requested size; the real size may be smaller on a small corpus
     target_vocab_size: int = 8000
-    character_coverage: float = 1.0
+    character_coverage: float = 1.0  # sentencepiece
 
 
 @dataclass
@@ -172,6 +215,15 @@ def _convert(value, tp, where):
     return float(value) if tp is float else value
 
 
+def _convert_mapping(value, where):
+    """A mapping of strings to strings (e.g. URL -> checksum)."""
+    value = value or {}
+    if not (isinstance(value, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+        raise ConfigError(f"{where} must be a mapping of strings to strings, got {value!r}.")
+    return dict(value)
+
+
 def _build(cls, values, path, source):
     """Make dataclass `cls` from a dict, checking every key and type."""
     where_section = f"{source}: '{path}'" if path else source
@@ -188,7 +240,9 @@ def _build(cls, values, path, source):
                 "valid keys here: " + ", ".join(fields) + ".")
             raise ConfigError(f"{source}: unknown key '{dotted}'; {hint}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp):
+        if typing.get_origin(tp) is dict:
+            kwargs[key] = _convert_mapping(value, f"{source}: '{dotted}'")
+        elif dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, dotted, source)
         else:
             kwargs[key] = _convert(value, tp, f"{source}: '{dotted}'")
@@ -234,6 +288,11 @@ def _check(config, source):
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
+    if config.data.batch_tokens is not None and config.data.batch_tokens < config.data.max_length:
+        raise ConfigError(f"{source}: 'data.batch_tokens' ({config.data.batch_tokens}) must be at "
+                          f"least 'data.max_length' ({config.data.max_length}) so that the "
+                          "longest pair fits in a batch.")
+    _check_data_source(config.data, source)
     if config.eval.beam_size < 1:
         raise ConfigError(f"{source}: 'eval.beam_size' must be 1 or more, "
                           f"got {config.eval.beam_size}.")
@@ -258,6 +317,33 @@ def _check(config, source):
     if not 0.0 <= config.train.label_smoothing < 1.0:
         raise ConfigError(f"{source}: 'train.label_smoothing' must be in [0, 1), "
                           f"got {config.train.label_smoothing}.")
+
+
+def _check_data_source(data, source):
+    """Each source has the keys it needs, and only those that make sense for it."""
+    splits = {name: getattr(data, name) for name in ("train", "validation", "test")}
+    if data.source == "text":
+        for name, files in splits.items():
+            if not (files.source and files.target):
+                raise ConfigError(f"{source}: data.source 'text' needs 'data.{name}.source' and "
+                                  f"'data.{name}.target' (a path or URL each).")
+    elif data.source == "tsv":
+        for name, files in splits.items():
+            if not files.tsv:
+                raise ConfigError(f"{source}: data.source 'tsv' needs 'data.{name}.tsv' "
+                                  "(a path or URL).")
+    elif data.source == "tfds" and not data.tfds.name:
+        raise ConfigError(f"{source}: data.source 'tfds' needs 'data.tfds.name' (for example "
+                          "ted_hrlr_translate/pt_to_en).")
+    if data.source == "multi30k":
+        for key in ("source_language", "target_language"):
+            language = getattr(data, key)
+            if language is not None and language not in ("en", "de", "fr"):
+                raise ConfigError(f"{source}: 'data.{key}' must be en, de or fr for Multi30K, "
+                                  f"got {language!r}.")
+        if (data.source_language or "en") == (data.target_language or "de"):
+            raise ConfigError(f"{source}: 'data.source_language' and 'data.target_language' "
+                              "must differ.")
 
 
 def config_from_dict(values, source="config", overrides=()):

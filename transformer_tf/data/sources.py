@@ -1,27 +1,93 @@
-"""Where sentence pairs come from: each source returns {split: (sources, targets)}."""
+"""Where sentence pairs come from: `load_splits` returns {split: (sources, targets)}.
 
+Sources: the embedded synthetic corpus; parallel text files; one TSV file per split; a
+TensorFlow Datasets translation dataset; and two presets, Multi30K (files by URL with their
+checksums, or from a local folder) and the TensorFlow tutorial's TED talks (through TFDS).
+"""
+
+import difflib
 import gzip
+import logging
 from pathlib import Path
 
 from transformer_tf.data import synthetic
+from transformer_tf.data.download import fetch
 from transformer_tf.errors import UserError
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 
+MULTI30K_URL = "https://github.com/multi30k/dataset/raw/master/data/task1/raw/"
+MULTI30K_FILES = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+MULTI30K_SHA256 = {
+    "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
+    "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
+    "test_2016_flickr.fr.gz": "6d326e188d259fb1d04ac19eae3af956559b3a0b93d7635e56c90987c40c8b90",
+    "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
+    "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",
+    "train.fr.gz": "622e75069e9f4c577425c4f277116ce66e63a2401c0a2312d90073cb12379a3c",
+    "val.de.gz": "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a",
+    "val.en.gz": "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28",
+    "val.fr.gz": "ca3106f1a72390591d25f6c45cb4cd39dec4cd3f123e099748a3ce5256c160e9",
+}
+TED_HRLR_PT_EN = "ted_hrlr_translate/pt_to_en"
+
 
 def load_splits(data_config):
-    """All splits of the configured data source, as lists of strings."""
+    """All splits of the configured data source, as lists of strings. Pairs with an empty
+    side are dropped (and counted in the log)."""
     if data_config.source == "synthetic":
         return synthetic.generate_splits(data_config.train_size, data_config.validation_size,
                                          data_config.test_size, data_config.seed)
-    raise ValueError(f"unknown data source {data_config.source!r}")
+    if data_config.source in ("tfds", "ted_hrlr_pt_en"):
+        splits = _tfds_splits(data_config)
+    else:
+        splits = {name: _file_split(data_config, name) for name in SPLITS}
+    return {name: _drop_empty(name, *pairs) for name, pairs in splits.items()}
+
+
+def multi30k_files(data_config, split):
+    """{"source": location, "target": location} of a Multi30K split, and its checksums."""
+    stem = MULTI30K_FILES[split]
+    names = {side: f"{stem}.{language}.gz" for side, language in zip(
+        ("source", "target"), (data_config.source_language or "en",
+                               data_config.target_language or "de"))}
+    if data_config.dir:
+        return {side: str(Path(data_config.dir) / name) for side, name in names.items()}, {}
+    urls = {side: MULTI30K_URL + name for side, name in names.items()}
+    return urls, {MULTI30K_URL + name: MULTI30K_SHA256[name] for name in names.values()}
+
+
+def _file_split(data_config, split):
+    """(sources, targets) of one split of a `text`, `tsv` or `multi30k` source."""
+    checksums = data_config.sha256
+    if data_config.source == "multi30k":
+        locations, checksums = multi30k_files(data_config, split)
+    else:
+        files = getattr(data_config, split)
+        locations = {"tsv": files.tsv} if data_config.source == "tsv" else {
+            "source": files.source, "target": files.target}
+    paths = {side: fetch(location, data_config.cache_dir, checksums.get(location))
+             for side, location in locations.items()}
+    if "tsv" in paths:
+        return read_tsv(paths["tsv"])
+    return read_parallel(paths["source"], paths["target"])
+
+
+def _drop_empty(split, sources, targets):
+    kept = [(s, t) for s, t in zip(sources, targets) if s.strip() and t.strip()]
+    if len(kept) < len(sources):
+        log.info("%s: dropped %d of %d pairs with an empty side", split,
+                 len(sources) - len(kept), len(sources))
+    return [s for s, _ in kept], [t for _, t in kept]
 
 
 def read_lines(path):
     """The lines of a UTF-8 text file (`.gz` read transparently), without line ends."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"file '{path}' not found.")
+        raise UserError(f"file '{path}' not found; check the path in the config.")
     opener = gzip.open if path.suffix == ".gz" else open
     lines = []
     with opener(path, "rb") as handle:
@@ -42,3 +108,70 @@ def read_parallel(source_path, target_path):
                         f"{len(targets)}; parallel files need one line per sentence on each "
                         "side.")
     return sources, targets
+
+
+def read_tsv(path):
+    """A file of `source<TAB>target` lines: (sources, targets)."""
+    sources, targets = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            sources.append(""), targets.append("")  # dropped later with the other empties
+            continue
+        if "\t" not in line:
+            raise UserError(f"{path}: line {number} has no tab; each line must be "
+                            "source<TAB>target.")
+        source, target = line.split("\t", 1)
+        sources.append(source), targets.append(target)
+    return sources, targets
+
+
+def _tfds_splits(data_config):
+    """Splits of a TensorFlow Datasets translation dataset, prepared first if needed."""
+    import tensorflow_datasets as tfds
+
+    name = TED_HRLR_PT_EN if data_config.source == "ted_hrlr_pt_en" else data_config.tfds.name
+    tfds_config = data_config.tfds
+    try:
+        builder = tfds.builder(name, data_dir=tfds_config.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        close = difflib.get_close_matches(name.split("/")[0], tfds.list_builders(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"TFDS has no dataset '{name}'{hint}; fix 'data.tfds.name'.") from None
+    except ValueError as err:  # e.g. an unknown config after the slash
+        raise UserError(f"TFDS cannot open '{name}': {err}; fix 'data.tfds.name'.") from None
+    if not builder.is_prepared():
+        log.info("preparing TFDS dataset %s in %s (downloads it)", name, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except Exception as err:  # network errors surface as many types
+            raise UserError(
+                f"TFDS dataset '{name}' is not prepared in '{builder.data_dir}' and could not "
+                f"be downloaded ({type(err).__name__}: {str(err)[:200]}); on a machine with "
+                f"network run `tfds build {name} --data_dir DIR`, copy DIR here and set "
+                "'data.tfds.data_dir' to it.") from None
+    keys = builder.info.supervised_keys or (None, None)
+    source_key = data_config.source_language or keys[0]
+    target_key = data_config.target_language or keys[1]
+    features = list(builder.info.features.keys())
+    for config_key, key in (("source_language", source_key), ("target_language", target_key)):
+        if key not in features:
+            raise UserError(f"TFDS dataset '{name}' has no feature {key!r}; set "
+                            f"'data.{config_key}' to one of {features}.")
+    split_names = {"train": tfds_config.train_split, "validation": tfds_config.validation_split,
+                   "test": tfds_config.test_split}
+    splits = {}
+    for split, tfds_split in split_names.items():
+        try:
+            dataset = builder.as_dataset(split=tfds_split)
+        except (KeyError, ValueError):
+            raise UserError(f"TFDS dataset '{name}' has no split '{tfds_split}'; set "
+                            f"'data.tfds.{split}_split' to one of "
+                            f"{sorted(builder.info.splits)}.") from None
+        sources, targets = [], []
+        for example in tfds.as_numpy(dataset):
+            sources.append(example[source_key].decode("utf-8"))
+            targets.append(example[target_key].decode("utf-8"))
+        splits[split] = (sources, targets)
+        log.info("TFDS %s[%s]: %d pairs", name, tfds_split, len(sources))
+    return splits
+
