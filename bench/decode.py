@@ -26,7 +26,7 @@ import tensorflow as tf  # noqa: E402
 from transformer_tf.config import config_from_dict  # noqa: E402
 from transformer_tf.data.pipeline import train_dataset  # noqa: E402
 from transformer_tf.data.sources import read_parallel  # noqa: E402
-from transformer_tf.data.tokenizers import (BOS_ID, EOS_ID, SubwordTokenizer,  # noqa: E402
+from transformer_tf.data.tokenizers import (BOS_ID, EOS_ID, SentencePieceTokenizer,  # noqa: E402
                                             train_sentencepiece)
 from transformer_tf.inference.translator import Translator  # noqa: E402
 from transformer_tf.run import build_model, resolve_model_config  # noqa: E402
@@ -70,7 +70,7 @@ def main(argv=None):
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
     train_src, train_tgt = read_parallel(data / "train.en.gz", data / "train.de.gz")
     test_src, _ = read_parallel(data / "test_2016_flickr.en.gz", data / "test_2016_flickr.de.gz")
-    tokenizers = [SubwordTokenizer.from_file(
+    tokenizers = [SentencePieceTokenizer.from_file(
         train_sentencepiece(text, f"/tmp/bench_decode_{side}.model", 8000), name=side)
         for side, text in (("source", train_src), ("target", train_tgt))]
     config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,

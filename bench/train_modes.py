@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from transformer_tf.config import load_config  # noqa: E402
 from transformer_tf.data.pipeline import train_dataset  # noqa: E402
 from transformer_tf.data.sources import load_splits  # noqa: E402
-from transformer_tf.data.tokenizers import SubwordTokenizer, train_sentencepiece  # noqa: E402
+from transformer_tf.data.tokenizers import SentencePieceTokenizer, train_sentencepiece  # noqa: E402
 from transformer_tf.run import build_model, resolve_model_config  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
 from transformer_tf.training.step import TrainStep  # noqa: E402
@@ -65,7 +65,7 @@ def main(argv=None):
                                   ("target", splits["train"][1],
                                    config.tokenizer.target_vocab_size)]:
         path = train_sentencepiece(sentences, f"/tmp/bench_{side}.model", size)
-        tokenizers.append(SubwordTokenizer.from_file(path, name=side))
+        tokenizers.append(SentencePieceTokenizer.from_file(path, name=side))
     config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,
                                         tokenizers[1].vocab_size)
     print(f"{args.config}: {config.model.num_layers} layers, d_model {config.model.d_model}, "

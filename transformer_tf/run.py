@@ -2,7 +2,7 @@
 rebuilt from it (config, tokenizers, model weights).
 
     <run_dir>/config.yaml        resolved config
-    <run_dir>/vocab/             source.model, target.model (SentencePiece)
+    <run_dir>/vocab/             source.model, target.model (SentencePiece) or .vocab (WordPiece)
     <run_dir>/checkpoints/       tf.train.CheckpointManager
     <run_dir>/logs/train, eval   TensorBoard
     <run_dir>/eval/              hypotheses and scores of each evaluation
@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from transformer_tf.config import ModelConfig, config_from_dict, save_config
-from transformer_tf.data.tokenizers import SubwordTokenizer, round_up
+from transformer_tf.data.tokenizers import load_tokenizers, round_up
 from transformer_tf.errors import UserError
 from transformer_tf.model import Transformer
 
@@ -102,10 +102,9 @@ def build_model(model_config, precision="float32"):
     return model
 
 
-def load_tokenizers(run_dir):
-    vocab = RunDir(run_dir).vocab
-    return (SubwordTokenizer.from_file(vocab / "source.model", name="source_tokenizer"),
-            SubwordTokenizer.from_file(vocab / "target.model", name="target_tokenizer"))
+def load_run_tokenizers(config):
+    """(source, target) tokenizers of the run `config` describes."""
+    return load_tokenizers(RunDir(config.run_dir).vocab, config.tokenizer.type)
 
 
 def checkpoint_paths(run_dir, best=False):

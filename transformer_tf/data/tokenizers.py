@@ -1,11 +1,18 @@
-"""Subword tokenizers: trained with the `sentencepiece` package, run inside the TensorFlow
-graph by tensorflow-text, so the same ops serve the tf.data pipeline and the SavedModel.
+"""Subword tokenizers, run inside the TensorFlow graph by tensorflow-text, so the same ops
+serve the tf.data pipeline and the SavedModel.
+
+- SentencePiece (unigram or BPE): trained with the `sentencepiece` package, run by
+  `tensorflow_text.SentencepieceTokenizer`.
+- WordPiece: vocabulary built by tensorflow-text's `bert_vocab_from_dataset`, run by
+  `tensorflow_text.BertTokenizer`, as the TensorFlow tutorial does, but cased and with
+  accents kept (lower-casing strips German umlauts and caps BLEU).
 
 Special ids are fixed for every tokenizer: 0 padding, 1 unknown, 2 start (BOS), 3 end (EOS).
 """
 
 import io
 import logging
+import shutil
 from pathlib import Path
 
 import sentencepiece as spm
@@ -15,12 +22,24 @@ import tensorflow_text as tf_text
 from transformer_tf.errors import UserError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+RESERVED_TOKENS = ["[PAD]", "[UNK]", "[START]", "[END]"]  # WordPiece's names for ids 0-3
+VOCAB_SUFFIX = {"sentencepiece": ".model", "wordpiece": ".vocab"}
 
 log = logging.getLogger(__name__)
 
 
 def round_up(value, multiple=8):
     return -(-value // multiple) * multiple
+
+
+def _write_atomically(path, data):
+    """Write bytes to `path` through a temporary name: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
 
 
 def train_sentencepiece(sentences, path, vocab_size, model_type="unigram",
@@ -35,29 +54,73 @@ def train_sentencepiece(sentences, path, vocab_size, model_type="unigram",
             sentence_iterator=iter(sentences), model_writer=buffer, vocab_size=vocab_size,
             hard_vocab_limit=False, model_type=model_type,
             character_coverage=character_coverage, pad_id=PAD_ID, unk_id=UNK_ID,
-            bos_id=BOS_ID, eos_id=EOS_ID, num_threads=2, minloglevel=2)
+            bos_id=BOS_ID, eos_id=EOS_ID, num_threads=2, minloglevel=2,
+            # A large corpus is sampled: enough for the statistics, bounded memory.
+            input_sentence_size=2_000_000, shuffle_input_sentence=True)
     except RuntimeError as err:
         raise UserError(f"SentencePiece could not train '{path}' ({err}); check that the "
                         "training split has text and 'tokenizer' settings are sensible.") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)  # atomic: a crash never leaves half a model
-    return path
+    return _write_atomically(path, buffer.getvalue())
 
 
-class SubwordTokenizer(tf.Module):
-    """A SentencePiece model run by `tensorflow_text.SentencepieceTokenizer`.
+def build_wordpiece_vocab(sentences, path, vocab_size):
+    """Build a cased WordPiece vocabulary of about `vocab_size` entries (ids 0-3 reserved)
+    and write it to `path`, one entry per line (line N is id N)."""
+    from tensorflow_text.tools.wordpiece_vocab import bert_vocab_from_dataset
+
+    dataset = tf.data.Dataset.from_tensor_slices(list(sentences)).batch(1000).prefetch(2)
+    vocab = bert_vocab_from_dataset.bert_vocab_from_dataset(
+        dataset, vocab_size=vocab_size, reserved_tokens=RESERVED_TOKENS,
+        bert_tokenizer_params={"lower_case": False}, learn_params={})
+    return _write_atomically(path, "".join(token + "\n" for token in vocab).encode("utf-8"))
+
+
+class _Tokenizer(tf.Module):
+    """What every tokenizer offers: string batches to ragged ids and back.
 
     Seed TensorFlow (`tf.keras.utils.set_random_seed`) before making one: seeding clears
-    the kernel cache, and with it the kernel that holds the SentencePiece model.
+    the kernel cache, and with it the kernels that hold the vocabulary.
+    """
+
+    vocab_size: int
+
+    def tokenize(self, strings):
+        """[batch] strings -> [batch, (tokens)] ragged int32, without BOS/EOS."""
+        raise NotImplementedError
+
+    def _join(self, ids):
+        """[batch, (tokens)] ragged ids of real tokens -> [batch] strings."""
+        raise NotImplementedError
+
+    def detokenize(self, ids):
+        """[batch, (tokens)] ragged or padded ids -> [batch] strings.
+
+        Everything from the first EOS on (and padding) is ignored.
+        """
+        if not isinstance(ids, tf.RaggedTensor):
+            ended = tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=1) > 0
+            ids = tf.ragged.boolean_mask(ids, tf.logical_not(ended))
+        keep = ids > EOS_ID  # drop padding, unknown, BOS and EOS
+        return self._join(tf.ragged.boolean_mask(ids, keep))
+
+    def vocabulary(self):
+        """Every entry as a string, entry N being id N."""
+        raise NotImplementedError
+
+    def pieces(self, ids):
+        """[tokens] ids -> list of subword strings, for display."""
+        vocabulary = self.vocabulary()
+        return [vocabulary[i] for i in tf.convert_to_tensor(ids).numpy()]
+
+
+class SentencePieceTokenizer(_Tokenizer):
+    """A SentencePiece model run by `tensorflow_text.SentencepieceTokenizer`.
 
     Args:
         model_proto: bytes, a serialized SentencePiece model.
 
     Example:
-        >>> tok = SubwordTokenizer(Path("runs/quickstart/vocab/source.model").read_bytes())
+        >>> tok = SentencePieceTokenizer.from_file("runs/quickstart/vocab/source.model")
         >>> ids = tok.tokenize(tf.constant(["The cat sat on the mat."]))  # ragged int32
         >>> tok.detokenize(ids)
     """
@@ -75,23 +138,49 @@ class SubwordTokenizer(tf.Module):
         return cls(Path(path).read_bytes(), name=name)
 
     def tokenize(self, strings):
-        """[batch] strings -> [batch, (tokens)] ragged int32, without BOS/EOS."""
         return self._tokenizer.tokenize(strings)
 
-    def detokenize(self, ids):
-        """[batch, (tokens)] ragged or padded ids -> [batch] strings.
+    def _join(self, ids):
+        return self._tokenizer.detokenize(ids)
 
-        Everything from the first EOS on (and padding) is ignored.
-        """
-        if not isinstance(ids, tf.RaggedTensor):
-            ended = tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=1) > 0
-            ids = tf.ragged.boolean_mask(ids, tf.logical_not(ended))
-        keep = ids > EOS_ID  # drop padding, unknown, BOS and EOS
-        return self._tokenizer.detokenize(tf.ragged.boolean_mask(ids, keep))
-
-    def pieces(self, ids):
-        """[tokens] ids -> list of subword strings, for display."""
+    def vocabulary(self):
+        ids = tf.range(self.vocab_size)
         return [p.decode("utf-8") for p in self._tokenizer.id_to_string(ids).numpy()]
+
+
+class WordPieceTokenizer(_Tokenizer):
+    """A WordPiece vocabulary run by `tensorflow_text.BertTokenizer` (cased, accents kept).
+
+    BERT's pre-tokenizer splits punctuation from words; detokenizing joins the words with
+    spaces and re-attaches common punctuation, so the text is close to, not always equal
+    to, the input.
+    """
+
+    def __init__(self, vocab_path, name=None):
+        super().__init__(name=name)
+        self._vocabulary = Path(vocab_path).read_text(encoding="utf-8").splitlines()
+        self._tokenizer = tf_text.BertTokenizer(
+            str(vocab_path), lower_case=False, token_out_type=tf.int32,
+            unknown_token=RESERVED_TOKENS[UNK_ID])
+        self.vocab_size = len(self._vocabulary)
+
+    @classmethod
+    def from_file(cls, path, name=None):
+        return cls(path, name=name)
+
+    def tokenize(self, strings):
+        return self._tokenizer.tokenize(strings).merge_dims(-2, -1)
+
+    def _join(self, ids):
+        text = tf.strings.reduce_join(self._tokenizer.detokenize(ids), separator=" ", axis=-1)
+        text = tf.strings.regex_replace(text, r" ([.,!?;:%)\]}])", r"\1")
+        return tf.strings.regex_replace(text, r"([(\[{]) ", r"\1")
+
+    def vocabulary(self):
+        return list(self._vocabulary)
+
+
+TOKENIZERS = {"sentencepiece": SentencePieceTokenizer, "wordpiece": WordPieceTokenizer}
 
 
 def add_bos_eos(ragged_ids, bos=True):
@@ -121,21 +210,57 @@ def encode_source(tokenizer, strings, max_length):
     return finish_source(tokenizer.tokenize(strings), max_length)
 
 
+def vocab_path(vocab_dir, side, tokenizer_type):
+    """The vocabulary file of one side ("source" or "target") in a run's vocab folder."""
+    return Path(vocab_dir) / f"{side}{VOCAB_SUFFIX[tokenizer_type]}"
+
+
+def load_tokenizers(vocab_dir, tokenizer_type):
+    """(source, target) tokenizers from a run's vocab folder."""
+    paths = [vocab_path(vocab_dir, side, tokenizer_type) for side in ("source", "target")]
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"'{path}' not found: the run has no {tokenizer_type} vocabulary "
+                            "(was it built with another tokenizer.type?); build it with "
+                            "transformer-tf build-vocab --config ...")
+    return tuple(TOKENIZERS[tokenizer_type].from_file(path, name=f"{side}_tokenizer")
+                 for side, path in zip(("source", "target"), paths))
+
+
+def _build_vocabulary(tokenizer_config, sentences, path, size):
+    if tokenizer_config.type == "wordpiece":
+        log.info("building a WordPiece vocabulary (about %d entries) from %s sentences; "
+                 "about a minute per 25,000 sentences on a CPU", size, f"{len(sentences):,}")
+        return build_wordpiece_vocab(sentences, path, size)
+    log.info("training a SentencePiece model (%s, at most %d pieces) on %s sentences",
+             tokenizer_config.model_type, size, f"{len(sentences):,}")
+    return train_sentencepiece(sentences, path, size, tokenizer_config.model_type,
+                               tokenizer_config.character_coverage)
+
+
 def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, vocab_dir):
-    """Source and target tokenizers from `vocab_dir`, trained there first if absent."""
-    vocab_dir = Path(vocab_dir)
-    paths = {"source": vocab_dir / "source.model", "target": vocab_dir / "target.model"}
-    sides = {"source": (train_sources, tokenizer_config.source_vocab_size),
-             "target": (train_targets, tokenizer_config.target_vocab_size)}
-    tokenizers = {}
-    for side, path in paths.items():
-        if path.exists():
-            log.info("using the %s vocabulary in %s", side, path)
-        else:
-            sentences, size = sides[side]
-            log.info("training a %s SentencePiece model (%s, at most %d pieces) on %d sentences",
-                     side, tokenizer_config.model_type, size, len(sentences))
-            train_sentencepiece(sentences, path, size, tokenizer_config.model_type,
-                                tokenizer_config.character_coverage)
-        tokenizers[side] = SubwordTokenizer.from_file(path, name=f"{side}_tokenizer")
-    return tokenizers["source"], tokenizers["target"]
+    """Source and target tokenizers from `vocab_dir`, built there first if absent.
+
+    With `tokenizer_config.shared`, one vocabulary is built from both sides and stored
+    under both names.
+    """
+    kind = tokenizer_config.type
+    other = [p.name for p in Path(vocab_dir).glob("*")
+             if p.suffix in VOCAB_SUFFIX.values() and p.suffix != VOCAB_SUFFIX[kind]]
+    if other:
+        raise UserError(f"'{vocab_dir}' holds {', '.join(other)}, not a {kind} vocabulary; "
+                        "the run was started with another tokenizer.type: use a new run_dir.")
+    paths = {side: vocab_path(vocab_dir, side, kind) for side in ("source", "target")}
+    if tokenizer_config.shared:
+        if not all(path.exists() for path in paths.values()):
+            _build_vocabulary(tokenizer_config, list(train_sources) + list(train_targets),
+                              paths["source"], tokenizer_config.source_vocab_size)
+            shutil.copyfile(paths["source"], paths["target"])
+    else:
+        sides = {"source": (train_sources, tokenizer_config.source_vocab_size),
+                 "target": (train_targets, tokenizer_config.target_vocab_size)}
+        for side, path in paths.items():
+            if not path.exists():
+                _build_vocabulary(tokenizer_config, sides[side][0], path, sides[side][1])
+    log.info("vocabularies: %s", ", ".join(str(p) for p in paths.values()))
+    return load_tokenizers(vocab_dir, kind)

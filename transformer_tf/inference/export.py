@@ -11,7 +11,6 @@ Two forms:
 import tempfile
 from pathlib import Path
 
-import sentencepiece as spm
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import finish_source
@@ -66,18 +65,13 @@ class IdsTranslator(tf.Module):
         return {"target_ids": tokens, "scores": scores}
 
 
-def write_vocab(model_path, vocab_path):
-    """A SentencePiece model's pieces, one per line (line N is id N)."""
-    processor = spm.SentencePieceProcessor(model_file=str(model_path))
-    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
-    Path(vocab_path).write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
-    return vocab_path
-
-
-def export_ids_saved_model(translator, vocab_dir, directory):
+def export_ids_saved_model(translator, directory):
     """Save the ids-only form of `translator` (see `IdsTranslator`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        vocab_files = {side: write_vocab(Path(vocab_dir) / f"{side}.model",
-                                         Path(tmp) / f"{side}.vocab")
-                       for side in ("source", "target")}
+        vocab_files = {}
+        for side in ("source", "target"):
+            tokenizer = getattr(translator, f"{side}_tokenizer")
+            vocab_files[side] = Path(tmp) / f"{side}.vocab"
+            vocab_files[side].write_text("".join(p + "\n" for p in tokenizer.vocabulary()),
+                                         encoding="utf-8")
         return _save(IdsTranslator(translator, vocab_files), translator.model, directory)

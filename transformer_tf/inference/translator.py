@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
 from transformer_tf.inference.search import decode, output_budgets
-from transformer_tf.run import load_tokenizers, restore_model
+from transformer_tf.run import load_run_tokenizers, restore_model
 
 
 def translate_in_batches(translate, sentences, batch_size=64):
@@ -35,7 +35,7 @@ class Translator(tf.Module):
 
     Args:
         model: a trained `Transformer`.
-        source_tokenizer, target_tokenizer: `SubwordTokenizer`s of the run.
+        source_tokenizer, target_tokenizer: tokenizers of the run (`transformer_tf.data.tokenizers`).
         eval_config: `EvalConfig`, the decoding settings (beam_size, length_penalty,
             sampling_topk, sampling_temperature, max_length_ratio, max_length_offset).
         step: int, training step of the weights, for the record.
@@ -60,7 +60,7 @@ class Translator(tf.Module):
         mean of its last `average_last` checkpoints, or its best), decoding as
         `config.eval` says."""
         model, step = restore_model(config.run_dir, config.model, average_last, best)
-        return cls(model, *load_tokenizers(config.run_dir), config.eval, step=step)
+        return cls(model, *load_run_tokenizers(config), config.eval, step=step)
 
     def encode(self, sentences):
         """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""
