@@ -28,10 +28,26 @@ def _within(max_length):
     return lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
 
 
+def count_too_long(sources, targets, source_tokenizer, target_tokenizer, max_length):
+    """How many pairs have more than `max_length` tokens on a side (training drops them)."""
+    outside = lambda n, s, t: n + tf.cast(tf.logical_not(_within(max_length)(s, t)), tf.int64)
+    pairs = tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
+    return int(pairs.reduce(tf.constant(0, tf.int64), lambda n, pair: outside(n, *pair)))
+
+
 def length_buckets(max_length, width=4):
     """Bucket boundaries (exclusive upper lengths): 8, 12, 16, ..., and max_length + 1 last,
     so every pair that passes the length filter has a bucket."""
     return list(range(8, max_length + 1, width)) + [max_length + 1]
+
+
+def bucket_batch_sizes(boundaries, data_config):
+    """Sentences per batch in each bucket: `batch_size`, or with `batch_tokens` as many as
+    fit when every row is padded to the bucket's longest length."""
+    if data_config.batch_tokens is None:
+        return [data_config.batch_size] * (len(boundaries) + 1)
+    longest = [bound - 1 for bound in boundaries] + [data_config.max_length]
+    return [max(1, data_config.batch_tokens // length) for length in longest]
 
 
 def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config, seed,
@@ -40,8 +56,9 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
     `start_batch + num_batches` (-1: endless).
 
     Pairs with more than `data_config.max_length` tokens on either side are dropped; the
-    rest are batched with pairs of similar length. The order depends only on `seed`, so
-    `start_batch` resumes exactly where a run stopped.
+    rest are batched with pairs of similar length, `batch_size` sentences or `batch_tokens`
+    tokens (padding counted) at a time. The order depends only on `seed`, so `start_batch`
+    resumes exactly where a run stopped.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
     max_length = data_config.max_length
@@ -55,7 +72,7 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
                .bucket_by_sequence_length(
                    lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
                    bucket_boundaries=boundaries,
-                   bucket_batch_sizes=[data_config.batch_size] * (len(boundaries) + 1),
+                   bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config),
                    padding_values=(PAD_ID, PAD_ID),
                    # Fixed shapes (boundary - 1) let XLA compile once per bucket.
                    pad_to_bucket_boundary=data_config.pad_to_buckets))

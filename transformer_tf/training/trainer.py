@@ -14,7 +14,7 @@ import time
 
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import eval_dataset, train_dataset
+from transformer_tf.data.pipeline import count_too_long, eval_dataset, train_dataset
 from transformer_tf.data.sources import load_splits
 from transformer_tf.data.tokenizers import build_or_load_tokenizers
 from transformer_tf.errors import UserError
@@ -87,6 +87,15 @@ class Trainer:
                                      config.eval)
         self._signal = None
 
+    def _log_length_filter(self):
+        """Say once, at the start, how many training pairs the length filter drops."""
+        sources, targets = self.splits["train"]
+        max_length = self.config.data.max_length
+        too_long = count_too_long(sources, targets, self.source_tokenizer,
+                                  self.target_tokenizer, max_length)
+        log.info("training on %s pairs; %s with more than data.max_length=%d tokens on a side "
+                 "are left out", f"{len(sources) - too_long:,}", f"{too_long:,}", max_length)
+
     # -- the loop -------------------------------------------------------------------------
 
     def run(self):
@@ -99,6 +108,8 @@ class Trainer:
         log.info("training %s parameters, step %d -> %d, vocabularies %d / %d, %s", f"{params:,}",
                  step, total, self.config.model.input_vocab_size,
                  self.config.model.target_vocab_size, train.precision)
+        if step == 0:
+            self._log_length_filter()
         micro = train.accumulation_steps
         batches = iter(train_dataset(
             *self.splits["train"], self.source_tokenizer, self.target_tokenizer,
