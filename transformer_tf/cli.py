@@ -1,4 +1,4 @@
-"""Command line: `transformer-tf train|evaluate|translate|export`.
+"""Command line: `transformer-tf train|evaluate|translate|export|build-vocab`.
 
 A thin layer over the library. Configs are loaded and checked before TensorFlow is
 imported, so a mistake in them is reported in a second, as one line, without a traceback.
@@ -81,6 +81,25 @@ def cmd_train(args):
     return 0
 
 
+def cmd_build_vocab(args):
+    config = _config_from_args(args)
+    _quiet_tensorflow()
+    from transformer_tf.data.sources import load_splits
+    from transformer_tf.data.tokenizers import build_or_load_tokenizers
+    from transformer_tf.run import RunDir
+
+    train_sources, train_targets = load_splits(config.data)["train"]
+    tokenizers = build_or_load_tokenizers(config.tokenizer, train_sources, train_targets,
+                                          RunDir(config.run_dir).vocab)
+    for side, tokenizer in zip(("source", "target"), tokenizers):
+        sample = (train_sources if side == "source" else train_targets)[0]
+        pieces = tokenizer.pieces(tokenizer.tokenize([sample])[0])
+        print(f"{side}: {tokenizer.vocab_size} entries ({config.tokenizer.type}); "
+              f"{sample!r} -> {' '.join(pieces)}")
+    print(f"written to {RunDir(config.run_dir).vocab}")
+    return 0
+
+
 def _export(config, translator, output, ids_only=False):
     """Write the SavedModel, then load it back and translate one sentence as a check."""
     import tensorflow as tf
@@ -92,7 +111,7 @@ def _export(config, translator, output, ids_only=False):
     run = RunDir(config.run_dir)
     directory = Path(output or config.export.directory or run.export)
     if ids_only:
-        export_ids_saved_model(translator, run.vocab, directory)
+        export_ids_saved_model(translator, directory)
         print(f"exported SavedModel of token ids (step {translator.step}) to {directory}")
         return
     export_saved_model(translator, directory)
@@ -276,12 +295,16 @@ def build_parser():
     export = commands.add_parser("export", help="write a SavedModel of the latest checkpoint")
     _add_config_args(export)
     export.add_argument("--output", help="directory (default: export.directory or <run_dir>/export)")
-    export.add_argument("--tokenizer", choices=["sentencepiece", "none"],
-                        default="sentencepiece",
-                        help="none: token ids in and out, core TensorFlow ops only (for "
+    export.add_argument("--tokenizer", choices=["included", "none"], default="included",
+                        help="included: strings in and out (needs tensorflow-text); none: token ids in and out, core TensorFlow ops only (for "
                         "saved_model_cli run and servers without tensorflow-text)")
     _add_checkpoint_args(export)
     export.set_defaults(func=cmd_export)
+
+    build_vocab = commands.add_parser(
+        "build-vocab", help="build the run's tokenizers from the training split, and stop")
+    _add_config_args(build_vocab, required=True)
+    build_vocab.set_defaults(func=cmd_build_vocab)
 
     translate = commands.add_parser("translate", help="translate sentences with a SavedModel")
     _add_config_args(translate)
