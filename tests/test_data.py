@@ -152,6 +152,20 @@ def test_tfds_source_with_mock_data():
         sources.load_splits(data)
 
 
+def test_tfds_dataset_not_prepared_without_network_says_what_to_run(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def no_network(self, *args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
+    data = config_from_dict({"data": {"source": "ted_hrlr_pt_en",
+                                      "tfds": {"data_dir": str(tmp_path)}}}).data
+    with pytest.raises(UserError, match=r"not prepared .* run `tfds build "
+                       r"ted_hrlr_translate/pt_to_en --data_dir DIR`"):
+        sources.load_splits(data)
+
+
 @pytest.fixture(scope="module")
 def tokenizers(corpus, tmp_path_factory):
     folder = tmp_path_factory.mktemp("vocab")
@@ -185,12 +199,14 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy() + 2  # BOS/EOS
     assert too_long == int((lengths > config.max_length).sum()) > 0
 
-    shapes, pairs = set(), 0
+    shapes, pairs, batches = set(), 0, 150
     for src, tgt in train_dataset(german, german, tokenizer, tokenizer, config, seed=1,
-                                  num_batches=40):
+                                  num_batches=batches):
         assert int(tf.size(tgt)) <= config.batch_tokens and int(tf.size(src)) <= 200
-        shapes.add(tuple(tgt.shape[1:]))
+        shapes.add(int(tgt.shape[1]))
         pairs += int(tgt.shape[0])
-    allowed = {(bound - 1,) for bound in length_buckets(config.max_length)}
-    assert shapes <= allowed, shapes
-    assert pairs > 40 * 5  # batches are filled by tokens, not one sentence each
+    # Exactly the buckets that hold pairs, each padded to its bound.
+    bounds = length_buckets(config.max_length)
+    used = {next(b - 1 for b in bounds if n < b) for n in lengths if n <= config.max_length}
+    assert shapes == used, (shapes, used)
+    assert pairs > batches * 5  # batches are filled by tokens, not one sentence each

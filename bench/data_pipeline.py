@@ -1,0 +1,87 @@
+"""Does the input pipeline keep up with training? Multi30K train (en->de), the tokenizers and
+batching of configs/multi30k_en_de.yaml:
+
+- the pipeline alone: sentences per second it delivers, on its first pass (tokenizing and
+  filling the cache) and once cached (the steady state of every later epoch);
+- the training step alone: sentences per second it consumes (the same batches, taken from
+  memory, after warm-up).
+
+    python bench/data_pipeline.py --data ../shared/data/multi30k
+
+The pipeline must deliver at least 10 times what training consumes. Prints one table.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+from transformer_tf.config import load_config  # noqa: E402
+from transformer_tf.data.pipeline import train_dataset  # noqa: E402
+from transformer_tf.data.sources import load_splits  # noqa: E402
+from transformer_tf.data.tokenizers import build_or_load_tokenizers  # noqa: E402
+from transformer_tf.run import build_model, resolve_model_config  # noqa: E402
+from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
+from transformer_tf.training.step import TrainStep  # noqa: E402
+
+
+def epoch_rates(batches, epoch_sentences, epochs=2):
+    """Sentences per second over each of the first `epochs` epochs of `batches`."""
+    rates = []
+    for _ in range(epochs):
+        started, sentences = time.perf_counter(), 0
+        while sentences < epoch_sentences:
+            _, target = next(batches)
+            sentences += int(target.shape[0])
+        rates.append(sentences / (time.perf_counter() - started))
+    return rates
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/multi30k_en_de.yaml")
+    parser.add_argument("--data", default="../shared/data/multi30k")
+    parser.add_argument("--train-batches", type=int, default=20,
+                        help="timed training steps (after 3 of warm-up)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config, [f"data.dir={args.data}"])
+    tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
+    train_src, train_tgt = load_splits(config.data)["train"]
+    with tempfile.TemporaryDirectory() as vocab:
+        tokenizers = build_or_load_tokenizers(config.tokenizer, train_src, train_tgt, vocab)
+
+    batches = iter(train_dataset(train_src, train_tgt, *tokenizers, config.data, seed=0))
+    first, cached = epoch_rates(batches, len(train_src))
+    print(f"pipeline: first epoch {first:,.0f} sentences/s, cached {cached:,.0f}",
+          file=sys.stderr)
+
+    config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,
+                                        tokenizers[1].vocab_size)
+    model = build_model(config.model, config.train.precision)
+    step = TrainStep(model, make_optimizer(config.train, config.model.d_model), config.train)
+    held = [next(batches) for _ in range(args.train_batches + 3)]
+    for source, target in held[:3]:
+        step.update(source, target)
+    started = time.perf_counter()
+    for source, target in held[3:]:
+        step.update(source, target)["loss_sum"].numpy()
+    consumed = sum(int(t.shape[0]) for _, t in held[3:]) / (time.perf_counter() - started)
+
+    print(f"Multi30K train, {args.config} (batch_tokens {config.data.batch_tokens}, "
+          f"model {config.model.num_layers} layers / d_model {config.model.d_model}, "
+          f"{config.train.precision})")
+    print("| stage | sentences/s | vs training |")
+    print("|---|---|---|")
+    for name, rate in (("pipeline, first epoch (tokenize + cache)", first),
+                       ("pipeline, later epochs (cached)", cached),
+                       ("training step (consumes)", consumed)):
+        print(f"| {name} | {rate:,.0f} | {rate / consumed:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
