@@ -1,7 +1,10 @@
 """Shared fixtures: one tiny trained run for the whole session."""
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +49,27 @@ def copy_run(trained_run, tmp_path):
     destination = tmp_path / "tiny"
     shutil.copytree(trained_run, destination)
     return destination
+
+
+_SERVE_SCRIPT = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizers' ops
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({
+    "translations": [t.decode("utf-8") for t in out["translations"].numpy()],
+    "scores": out["scores"].numpy().tolist(),
+    "imported_package": any(m.startswith("transformer_tf") for m in sys.modules)}))
+"""
+
+
+def serve_in_fresh_process(export_dir, sentences):
+    """Translate `sentences` with the SavedModel in a new Python that imports only
+    tensorflow and tensorflow_text; returns its {"translations", "scores",
+    "imported_package"}."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SERVE_SCRIPT, str(export_dir), json.dumps(sentences)],
+        capture_output=True, text=True, timeout=300, cwd=export_dir.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

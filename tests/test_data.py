@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
+from transformer_tf.cli import main
 from transformer_tf.config import config_from_dict
 from transformer_tf.data import sources, synthetic
 from transformer_tf.data.download import cached_path
@@ -18,6 +19,8 @@ from transformer_tf.data.pipeline import count_too_long, length_buckets, train_d
 from transformer_tf.data.tokenizers import (PAD_ID, SentencePieceTokenizer, WordPieceTokenizer,
                                             build_wordpiece_vocab, train_sentencepiece)
 from transformer_tf.errors import UserError
+
+from conftest import serve_in_fresh_process, tiny_args
 
 SPLIT_SIZES = {"train": 300, "validation": 20, "test": 20}
 
@@ -210,3 +213,25 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     used = {next(b - 1 for b in bounds if n < b) for n in lengths if n <= config.max_length}
     assert shapes == used, (shapes, used)
     assert pairs > batches * 5  # batches are filled by tokens, not one sentence each
+
+
+def test_text_files_with_a_shared_wordpiece_vocabulary_train_export_and_serve(corpus, tmp_path):
+    """Through the command line: parallel text files, one WordPiece vocabulary for both
+    languages, token-budget batches; the exported SavedModel serves in a fresh process."""
+    files = {}
+    for split, (english, german) in corpus.items():
+        files[split] = (_write(tmp_path / f"{split}.en", english),
+                        _write(tmp_path / f"{split}.de", german, compress=False))
+    settings = ["data.source=text", "tokenizer.type=wordpiece", "tokenizer.shared=true",
+                "tokenizer.source_vocab_size=400", "data.batch_tokens=800", "train.steps=60"]
+    for split, (english, german) in files.items():
+        settings += [f"data.{split}.source={english}", f"data.{split}.target={german}"]
+    run_dir = tmp_path / "run"
+    assert main(["train", *tiny_args(run_dir, *settings)]) == 0
+    vocab = run_dir / "vocab"
+    assert (vocab / "source.vocab").read_text() == (vocab / "target.vocab").read_text()
+
+    first = corpus["test"][0][0]
+    served = serve_in_fresh_process(run_dir / "export", [first])
+    evaluated = (run_dir / "eval" / "test-step60.hyp.txt").read_text().splitlines()[0]
+    assert served["translations"] == [evaluated]

@@ -2,9 +2,6 @@
 evaluate, export, and the SavedModel served without this package."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import sacrebleu
@@ -16,7 +13,7 @@ from transformer_tf.config import load_config
 from transformer_tf.run import load_run_config
 from transformer_tf.training.trainer import Trainer
 
-from conftest import tiny_args
+from conftest import serve_in_fresh_process, tiny_args
 
 
 def _events(log_dir):
@@ -95,23 +92,9 @@ def test_evaluate_prints_bleu_with_signature_and_writes_hypotheses(copy_run, cap
     assert f"validation BLEU {expected:.2f}" in out
 
 
-def test_saved_model_translates_in_a_process_without_this_package(trained_run, tmp_path):
-    script = textwrap.dedent("""
-        import json, sys
-        import tensorflow as tf
-        import tensorflow_text  # registers the SentencePiece ops
-        model = tf.saved_model.load(sys.argv[1])
-        out = model.signatures["serving_default"](
-            sentences=tf.constant(["The cat sat on the mat.", "A dog sleeps."]))
-        print(json.dumps({
-            "translations": [t.decode("utf-8") for t in out["translations"].numpy()],
-            "scores": out["scores"].numpy().tolist(),
-            "imported_package": any(m.startswith("transformer_tf") for m in sys.modules)}))
-    """)
-    result = subprocess.run([sys.executable, "-c", script, str(trained_run / "export")],
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
+def test_saved_model_translates_in_a_process_without_this_package(trained_run):
+    served = serve_in_fresh_process(trained_run / "export",
+                                    ["The cat sat on the mat.", "A dog sleeps."])
     assert served["imported_package"] is False
     # The canonical sentence is the first test sentence: the served model must translate
     # it exactly as the in-process evaluation did.

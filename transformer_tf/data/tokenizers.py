@@ -230,7 +230,7 @@ def load_tokenizers(vocab_dir, tokenizer_type):
 def _build_vocabulary(tokenizer_config, sentences, path, size):
     if tokenizer_config.type == "wordpiece":
         log.info("building a WordPiece vocabulary (about %d entries) from %s sentences; "
-                 "about a minute per 25,000 sentences on a CPU", size, f"{len(sentences):,}")
+                 "one to two minutes per 25,000 sentences on a CPU", size, f"{len(sentences):,}")
         return build_wordpiece_vocab(sentences, path, size)
     log.info("training a SentencePiece model (%s, at most %d pieces) on %s sentences",
              tokenizer_config.model_type, size, f"{len(sentences):,}")
