@@ -69,7 +69,8 @@ def cmd_train(args):
 
     result = train(config)
     config = result.config
-    if result.stopped_by.startswith("signal") or (args.no_eval and args.no_export):
+    if (not result.chief or result.stopped_by.startswith("signal")
+            or (args.no_eval and args.no_export)):
         return 0
     from transformer_tf.inference.translator import Translator
 

@@ -134,6 +134,19 @@ class TrainConfig:
 
 
 @dataclass
+class DistributeConfig:
+    """tf.distribute. Batch sizes in `data` are global: each replica gets an equal share."""
+
+    # auto: a TPU when one is named or attached, mirrored over the GPUs when there are
+    # several, else default (one device); one_device: the first GPU, or the CPU; mirrored:
+    # all GPUs of this machine; multi_worker: several machines, from TF_CONFIG; tpu: a
+    # Cloud TPU.
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = \
+        "auto"
+    tpu: Optional[str] = None  # tpu: the TPU's name or grpc:// address (default: TPU_NAME)
+
+
+@dataclass
 class EvalConfig:
     """Decoding and scoring (used after training, by `evaluate`, and by the export)."""
 
@@ -166,6 +179,7 @@ class Config:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 

@@ -41,24 +41,27 @@ def length_buckets(max_length, width=4):
     return list(range(8, max_length + 1, width)) + [max_length + 1]
 
 
-def bucket_batch_sizes(boundaries, data_config):
+def bucket_batch_sizes(boundaries, data_config, replicas=1):
     """Sentences per batch in each bucket: `batch_size`, or with `batch_tokens` as many as
-    fit when every row is padded to the bucket's longest length."""
+    fit when every row is padded to the bucket's longest length; rounded down to a
+    multiple of `replicas` so that every replica gets an equal share."""
     if data_config.batch_tokens is None:
-        return [data_config.batch_size] * (len(boundaries) + 1)
-    longest = [bound - 1 for bound in boundaries] + [data_config.max_length]
-    return [max(1, data_config.batch_tokens // length) for length in longest]
+        sizes = [data_config.batch_size] * (len(boundaries) + 1)
+    else:
+        longest = [bound - 1 for bound in boundaries] + [data_config.max_length]
+        sizes = [data_config.batch_tokens // length for length in longest]
+    return [max(replicas, size // replicas * replicas) for size in sizes]
 
 
 def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config, seed,
-                  start_batch=0, num_batches=-1):
+                  start_batch=0, num_batches=-1, replicas=1):
     """Deterministic stream of padded training batches `start_batch` to
     `start_batch + num_batches` (-1: endless).
 
     Pairs with more than `data_config.max_length` tokens on either side are dropped; the
     rest are batched with pairs of similar length, `batch_size` sentences or `batch_tokens`
-    tokens (padding counted) at a time. The order depends only on `seed`, so `start_batch`
-    resumes exactly where a run stopped.
+    tokens (padding counted) at a time, a multiple of `replicas`. The order depends only on
+    `seed`, so `start_batch` resumes exactly where a run stopped.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
     max_length = data_config.max_length
@@ -72,13 +75,40 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
                .bucket_by_sequence_length(
                    lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
                    bucket_boundaries=boundaries,
-                   bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config),
+                   bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
                    padding_values=(PAD_ID, PAD_ID),
                    # Fixed shapes (boundary - 1) let XLA compile once per bucket.
                    pad_to_bucket_boundary=data_config.pad_to_buckets))
     # A bounded stream ends by itself: tearing down a live endless pipeline mid-epoch
     # was measured to take 45 s here.
     return dataset.skip(start_batch).take(num_batches).prefetch(tf.data.AUTOTUNE)
+
+
+def distributed_train_dataset(strategy, sources, targets, source_tokenizer, target_tokenizer,
+                              data_config, seed, start_batch=0, num_batches=-1):
+    """`train_dataset`'s global batches split over the replicas of `strategy`.
+
+    Every worker builds the same global batches and keeps its own rows of each: worker w
+    of W takes the w-th of W equal slices and gives each of its replicas an equal part.
+    Together the replicas see exactly the global batch that one device would, so the
+    number of workers and replicas does not change the training.
+    """
+
+    def dataset_fn(context):
+        replicas = context.num_replicas_in_sync
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def local_parts(source, target):
+            parts = [tf.reshape(x, [replicas, -1, tf.shape(x)[1]])[first:first + local]
+                     for x in (source, target)]
+            return tf.data.Dataset.from_tensor_slices(tuple(parts))
+
+        batches = train_dataset(sources, targets, source_tokenizer, target_tokenizer,
+                                data_config, seed, start_batch, num_batches, replicas)
+        return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def eval_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config,

@@ -12,7 +12,7 @@ Special ids are fixed for every tokenizer: 0 padding, 1 unknown, 2 start (BOS), 
 
 import io
 import logging
-import shutil
+import time
 from pathlib import Path
 
 import sentencepiece as spm
@@ -255,7 +255,7 @@ def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, voc
         if not all(path.exists() for path in paths.values()):
             _build_vocabulary(tokenizer_config, list(train_sources) + list(train_targets),
                               paths["source"], tokenizer_config.source_vocab_size)
-            shutil.copyfile(paths["source"], paths["target"])
+            _write_atomically(paths["target"], paths["source"].read_bytes())
     else:
         sides = {"source": (train_sources, tokenizer_config.source_vocab_size),
                  "target": (train_targets, tokenizer_config.target_vocab_size)}
@@ -264,3 +264,18 @@ def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, voc
                 _build_vocabulary(tokenizer_config, sides[side][0], path, sides[side][1])
     log.info("vocabularies: %s", ", ".join(str(p) for p in paths.values()))
     return load_tokenizers(vocab_dir, kind)
+
+
+def wait_for_tokenizers(tokenizer_config, vocab_dir, timeout_seconds=1800):
+    """The tokenizers another process (the chief worker) is building in `vocab_dir`."""
+    paths = [vocab_path(vocab_dir, side, tokenizer_config.type) for side in ("source", "target")]
+    deadline = time.monotonic() + timeout_seconds
+    if not all(path.exists() for path in paths):
+        log.info("waiting for the chief worker to build the vocabularies in %s", vocab_dir)
+    while not all(path.exists() for path in paths):
+        if time.monotonic() > deadline:
+            raise UserError(f"no vocabulary appeared in '{vocab_dir}' within {timeout_seconds} s; "
+                            "workers need a shared run directory, or run build-vocab first and "
+                            "copy the vocab folder to every machine.")
+        time.sleep(1)
+    return load_tokenizers(vocab_dir, tokenizer_config.type)

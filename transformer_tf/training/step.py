@@ -1,9 +1,9 @@
 """One optimizer update, compiled: forward, loss, gradients, clipping, apply; optionally
-accumulated over several micro-batches.
+accumulated over several micro-batches; on any `tf.distribute` strategy.
 
 The loss of an update is the sum of per-token losses divided by the number of real target
-tokens in the whole update (all micro-batches), so accumulating N batches of B sentences is
-the same update as one batch of N * B.
+tokens in the whole update (all micro-batches, all replicas), so neither accumulating N
+batches of B sentences nor splitting a batch over N replicas changes the update.
 """
 
 import tensorflow as tf
@@ -11,33 +11,57 @@ import tensorflow as tf
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
 
 _BATCH_SPEC = tf.TensorSpec([None, None], tf.int32)
+_SUM = tf.distribute.ReduceOp.SUM
 
 
 class TrainStep:
-    """The compiled update functions for `model` and `optimizer`.
+    """The compiled update functions for `model` and `optimizer` (made in `strategy`'s
+    scope).
 
     Call `update(source, target)` when `accumulation_steps` is 1; otherwise
-    `accumulate(source, target)` for each micro-batch, then `apply_accumulated()`.
-    Each returns a dict of float32 tensors: loss_sum, tokens, correct (and grad_norm for
-    the calls that apply an update). One trace serves every batch shape.
+    `accumulate(source, target)` for each micro-batch, then `apply_accumulated()`. Inputs
+    are batches, or with several replicas the per-replica values of a distributed dataset
+    (`batch_spec`: its `element_spec`). Each returns a dict of float32 tensors summed over
+    replicas: loss_sum, tokens, correct (and grad_norm for the calls that apply an
+    update). One trace serves every batch shape.
     """
 
-    def __init__(self, model, optimizer, train_config):
+    def __init__(self, model, optimizer, train_config, strategy=None, batch_spec=None):
         self.model = model
         self.optimizer = optimizer
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.label_smoothing = train_config.label_smoothing
         self.clip_norm = train_config.clip_norm
         self.loss_scaling = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
-        compile_batch = tf.function(input_signature=[_BATCH_SPEC, _BATCH_SPEC],
+        compile_batch = tf.function(input_signature=list(batch_spec or (_BATCH_SPEC,) * 2),
                                     jit_compile=train_config.jit_compile)
-        self.update = compile_batch(self._update)
+        self.update = compile_batch(self._distributed(self._update))
         if train_config.accumulation_steps > 1:
-            self._sums = [tf.Variable(tf.zeros_like(v), trainable=False, name="accumulated")
-                          for v in model.trainable_variables]
-            self._tokens = tf.Variable(0.0, trainable=False, name="accumulated_tokens")
-            self.accumulate = compile_batch(self._accumulate)
-            self.apply_accumulated = tf.function(self._apply_accumulated,
+            with self.strategy.scope():
+                # Each replica sums its own micro-batches; the sums meet at the update.
+                local = {"synchronization": tf.VariableSynchronization.ON_READ,
+                         "aggregation": tf.VariableAggregation.SUM, "trainable": False}
+                self._sums = [tf.Variable(tf.zeros_like(v), name="accumulated", **local)
+                              for v in model.trainable_variables]
+                self._tokens = tf.Variable(0.0, name="accumulated_tokens", **local)
+            self.accumulate = compile_batch(self._distributed(self._accumulate))
+            self.apply_accumulated = tf.function(self._distributed(self._apply_accumulated),
                                                  jit_compile=train_config.jit_compile)
+
+    def _distributed(self, replica_fn):
+        """`replica_fn` run on every replica, its metrics summed over replicas."""
+        strategy = self.strategy
+
+        def run(*batch):
+            metrics = strategy.run(replica_fn, args=batch)
+            summed = {key: strategy.reduce(_SUM, value, axis=None)
+                      for key, value in metrics.items() if key != "grad_norm"}
+            if "grad_norm" in metrics:  # the same on every replica
+                summed["grad_norm"] = strategy.experimental_local_results(
+                    metrics["grad_norm"])[0]
+            return summed
+
+        return run
 
     def _gradients(self, source, target):
         """Gradients of the summed (not averaged) token losses of one batch."""
@@ -53,7 +77,10 @@ class TrainStep:
         return gradients, metrics
 
     def _apply(self, gradients, tokens):
-        """Normalise by the update's real target tokens, clip, apply; return the norm."""
+        """In each replica: sum the gradients and token counts of all replicas, normalise
+        by the tokens, clip, apply; return the norm."""
+        context = tf.distribute.get_replica_context()
+        tokens, gradients = context.all_reduce(_SUM, [tokens, gradients])
         gradients = [g / tf.maximum(tokens, 1.0) for g in gradients]
         # With float16 loss scaling the gradients are still scaled here; the optimizer
         # unscales them, so the norm and the clipping threshold are scaled alike.
@@ -62,6 +89,11 @@ class TrainStep:
         if self.clip_norm:
             gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * scale,
                                                   use_norm=norm)
+        # Keras 3 optimizers sum gradients over replicas once more: hand each replica its
+        # share of the total, so the sum is the total again.
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         return norm / scale
 
@@ -78,7 +110,8 @@ class TrainStep:
         return metrics
 
     def _apply_accumulated(self):
-        norm = self._apply([total.read_value() for total in self._sums], self._tokens)
+        norm = self._apply([total.read_value() for total in self._sums],
+                           self._tokens.read_value())
         for total in self._sums:
             total.assign(tf.zeros_like(total))
         self._tokens.assign(0.0)

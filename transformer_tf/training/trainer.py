@@ -9,14 +9,17 @@ dropout random state and position in the data.
 import dataclasses
 import logging
 import math
+import shutil
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import count_too_long, eval_dataset, train_dataset
+from transformer_tf.data.pipeline import count_too_long, distributed_train_dataset, eval_dataset
 from transformer_tf.data.sources import load_splits
-from transformer_tf.data.tokenizers import build_or_load_tokenizers
+from transformer_tf.data.tokenizers import build_or_load_tokenizers, wait_for_tokenizers
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
 from transformer_tf.evaluation.evaluate import decode_and_score, record_evaluation
@@ -25,6 +28,7 @@ from transformer_tf.run import (RunDir, build_model, check_same_model, resolve_m
                                 write_config)
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
+from transformer_tf.training.distribute import is_chief, make_strategy
 from transformer_tf.training.progress import Progress
 from transformer_tf.training.step import TrainStep
 
@@ -40,6 +44,7 @@ class TrainResult:
     config: object  # the resolved config
     step: int
     stopped_by: str = ""  # "", "signal SIGTERM", "early stopping"
+    chief: bool = True  # False on the workers of multi-worker training that write nothing
 
 
 class Trainer:
@@ -48,21 +53,34 @@ class Trainer:
     def __init__(self, config):
         train = config.train
         self.run_dir = RunDir(config.run_dir)
+        # First: multi-worker collectives must be configured before TensorFlow starts.
+        self.strategy = make_strategy(config.distribute)
+        self.chief = is_chief(self.strategy)
+        # The chief writes into the run directory; other workers into a folder of their own
+        # that is removed at the end (the pattern TensorFlow documents).
+        self.scratch = None if self.chief else Path(tempfile.mkdtemp(prefix="transformer_tf_"))
         if train.deterministic:
             tf.config.experimental.enable_op_determinism()
         tf.keras.utils.set_random_seed(train.seed)
         self.splits = load_splits(config.data)
-        self.source_tokenizer, self.target_tokenizer = build_or_load_tokenizers(
-            config.tokenizer, *self.splits["train"], self.run_dir.vocab)
+        if self.chief:
+            self.source_tokenizer, self.target_tokenizer = build_or_load_tokenizers(
+                config.tokenizer, *self.splits["train"], self.run_dir.vocab)
+        else:
+            self.source_tokenizer, self.target_tokenizer = wait_for_tokenizers(
+                config.tokenizer, self.run_dir.vocab)
         self.config = config = dataclasses.replace(config, model=resolve_model_config(
             config.model, self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size))
         check_same_model(config.run_dir, config)
-        write_config(config.run_dir, config)
+        if self.chief:
+            write_config(config.run_dir, config)
 
-        self.model = build_model(config.model, train.precision)
-        self.optimizer = make_optimizer(train, config.model.d_model)
-        # Keras 3 creates optimizer slots lazily; build them so a restore fills every one.
-        self.optimizer.build(self.model.trainable_variables)
+        with self.strategy.scope():
+            self.model = build_model(config.model, train.precision)
+            self.optimizer = make_optimizer(train, config.model.d_model)
+            # Keras 3 creates optimizer slots lazily; build them so a restore fills every one.
+            self.optimizer.build(self.model.trainable_variables)
+        # Counters the Python loop reads: plain variables, outside the strategy.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_score = tf.Variable(math.nan, trainable=False, name="best_score")
         self.evals_without_improvement = tf.Variable(0, trainable=False, name="patience_used")
@@ -72,16 +90,15 @@ class Trainer:
             # Keras keeps dropout's random state outside what tf.train.Checkpoint finds
             # through the model; saved here, a resumed run draws the same masks.
             random_state=list(self.model.non_trainable_variables))
+        checkpoints = self.run_dir.checkpoints if self.chief else self.scratch / "checkpoints"
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run_dir.checkpoints), max_to_keep=train.keep_checkpoints)
+            self.checkpoint, str(checkpoints), max_to_keep=train.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(self.run_dir.checkpoints / "best"), max_to_keep=1,
-            checkpoint_name="best")
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            log.info("resumed from %s at step %d", self.manager.latest_checkpoint,
-                     int(self.step))
-        self.train_step = TrainStep(self.model, self.optimizer, train)
+            self.checkpoint, str(checkpoints / "best"), max_to_keep=1, checkpoint_name="best")
+        latest = tf.train.latest_checkpoint(str(self.run_dir.checkpoints))  # every worker
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            log.info("resumed from %s at step %d", latest, int(self.step))
         # Made once: its compiled search is traced at the first evaluation, not at each.
         self.translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
                                      config.eval)
@@ -103,7 +120,7 @@ class Trainer:
         step, total = int(self.step), train.steps
         if step >= total:
             log.info("already trained: step %d of %d", step, total)
-            return TrainResult(self.config, step)
+            return TrainResult(self.config, step, chief=self.chief)
         params = sum(int(tf.size(v)) for v in self.model.trainable_variables)
         log.info("training %s parameters, step %d -> %d, vocabularies %d / %d, %s", f"{params:,}",
                  step, total, self.config.model.input_vocab_size,
@@ -111,17 +128,21 @@ class Trainer:
         if step == 0:
             self._log_length_filter()
         micro = train.accumulation_steps
-        batches = iter(train_dataset(
-            *self.splits["train"], self.source_tokenizer, self.target_tokenizer,
+        dataset = distributed_train_dataset(
+            self.strategy, *self.splits["train"], self.source_tokenizer, self.target_tokenizer,
             self.config.data, seed=train.seed, start_batch=step * micro,
-            num_batches=(total - step) * micro))
-        writer = tf.summary.create_file_writer(str(self.run_dir.train_logs))
+            num_batches=(total - step) * micro)
+        self.train_step = TrainStep(self.model, self.optimizer, train, self.strategy,
+                                    dataset.element_spec)
+        batches = iter(dataset)
+        logs = self.run_dir.train_logs if self.chief else self.scratch / "logs"
+        writer = tf.summary.create_file_writer(str(logs))
         progress = Progress(step, total)
         window = _Window()
         stopped_by = ""
         with _StopOnSignals(self):
             while step < total:
-                metrics = self._update(batches, micro)
+                metrics = self._update_or_explain(batches, micro)
                 step = int(self.step.assign_add(1))
                 loss = metrics["loss_sum"] / max(metrics["tokens"], 1.0)
                 if not math.isfinite(loss):
@@ -149,7 +170,23 @@ class Trainer:
                     break
         writer.flush()
         log.info("trained to step %d in %s", step, progress.elapsed())
-        return TrainResult(self.config, step, stopped_by)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        return TrainResult(self.config, step, stopped_by, self.chief)
+
+    def _update_or_explain(self, batches, micro):
+        """`_update`; in multi-worker training, a lost peer becomes one clear error."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return self._update(batches, micro)
+        try:
+            return self._update(batches, micro)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError, tf.errors.AbortedError,
+                tf.errors.InternalError) as err:
+            raise UserError(f"training stopped at step {int(self.step) + 1}: another worker or "
+                            f"device is gone ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:160]}); the last checkpoint is kept, "
+                            "restart every worker to resume.") from None
 
     def _update(self, batches, micro):
         """One optimizer update over `micro` batches; returns float metrics."""
@@ -200,8 +237,9 @@ class Trainer:
         samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
         attention = translator.attention(sources[0])["attention"]
         last_layer = attention[f"decoder_layer{self.config.model.num_layers}"]
-        record_evaluation(self.run_dir.root, result, hypotheses, samples,
-                          {"attention": attention_image(last_layer)})
+        if self.chief:  # every worker evaluates, so all take the same early-stopping decision
+            record_evaluation(self.run_dir.root, result, hypotheses, samples,
+                              {"attention": attention_image(last_layer)})
         log.info("validation at step %d: loss %.4f  accuracy %.3f  BLEU %.2f  chrF %.2f", step,
                  loss, accuracy, scores["bleu"], scores["chrf"])
 
