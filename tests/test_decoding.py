@@ -49,17 +49,17 @@ def test_beam_of_one_is_greedy(translator, batch):
     np.testing.assert_allclose(beam_scores[:, 0], greedy_scores, atol=1e-4)
 
 
-def test_beam_search_scores_at_least_greedy(translator, batch):
+def test_beam_search_scores_at_least_greedy_on_every_sentence(translator, batch):
     _, greedy_scores = greedy_search(translator.model, *batch)
     tokens, scores = beam_search(translator.model, *batch, beam_size=4, alpha=0.0, n_best=4)
     assert tokens.shape[:2] == (24, 4)
-    assert np.all(np.diff(scores.numpy(), axis=1) <= 1e-5)  # n-best sorted, best first
-    # Standard beam search can prune the greedy path (an early prefix that scores below k
-    # others and would have recovered later): on this barely trained model it happens on a
-    # few sentences, so the bound is checked on most sentences and on the total.
-    better = scores[:, 0].numpy() >= greedy_scores.numpy() - 1e-4
-    assert better.mean() >= 0.75
-    assert scores[:, 0].numpy().sum() > greedy_scores.numpy().sum()
+    scores, greedy_scores = scores.numpy(), greedy_scores.numpy()
+    assert np.all(np.diff(scores, axis=1) <= 1e-5)  # n-best sorted, best first
+    assert np.all(scores[:, 0] >= greedy_scores - 1e-4)
+    assert np.any(scores[:, 0] > greedy_scores + 1e-3)  # the search finds better ones
+    for hypotheses in tokens.numpy():  # n-best: different hypotheses
+        ended = _ended(hypotheses)
+        assert len({tuple(h) for h in ended}) == len(ended)
 
 
 @pytest.mark.parametrize("search", ["greedy", "beam"])
@@ -94,3 +94,18 @@ def test_outputs_respect_the_length_budget(translator, batch):
     tokens, _ = beam_search(translator.model, source, tf.minimum(max_lengths, 3), beam_size=2)
     for row in _ended(tokens[:, 0]):
         assert len(row) <= 3 and row[-1] == 3
+
+
+def test_translate_prints_the_n_best(trained_run, capsys):
+    from transformer_tf.cli import main
+
+    sentences = ["The cat sat on the mat.", "A dog sleeps."]
+    # Ranked by the summed log-probability alone (no length penalty), so scores descend.
+    assert main(["translate", "--run-dir", str(trained_run), "--set", "eval.length_penalty=0",
+                 "--n-best", "3", *sentences]) == 0
+    lines = [line.split(" ||| ") for line in capsys.readouterr().out.splitlines()]
+    assert [int(index) for index, _, _ in lines] == [0, 0, 0, 1, 1, 1]
+    for first in (0, 3):
+        scores = [float(score) for _, _, score in lines[first:first + 3]]
+        assert scores == sorted(scores, reverse=True) and scores[0] < 0
+        assert all(text for _, text, _ in lines[first:first + 3])

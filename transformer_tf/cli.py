@@ -190,6 +190,8 @@ def _read_input(args):
 def cmd_translate(args):
     if args.attention:
         return _translate_with_attention(args)
+    if args.n_best:
+        return _translate_n_best(args)
     if args.saved_model:
         directory = Path(args.saved_model)
     else:
@@ -214,6 +216,30 @@ def cmd_translate(args):
     try:
         for text in outputs["translations"]:
             print(text, file=out)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def _translate_n_best(args):
+    """Print each sentence's n best translations: `index ||| translation ||| score`."""
+    if args.saved_model:
+        raise UserError("--n-best decodes with a run's checkpoint: pass --config or --run-dir "
+                        "instead of --saved-model.")
+    if args.n_best < 1:
+        raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
+    config = _config_from_args(args)
+    sentences = _read_input(args)
+    _quiet_tensorflow()
+    from transformer_tf.inference.translator import Translator
+
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for index, hypotheses in enumerate(
+                Translator.from_run(config).n_best(sentences, args.n_best, args.batch_size)):
+            for text, score in hypotheses:
+                print(f"{index} ||| {text} ||| {score:.4f}", file=out)
     finally:
         if args.output:
             out.close()
@@ -316,6 +342,11 @@ def build_parser():
     translate.add_argument("--attention", metavar="FILE.png",
                            help="with --config/--run-dir: save the encoder-decoder attention "
                            "of one sentence as an image")
+    translate.add_argument("--n-best", type=int, metavar="N",
+                           help="with --config/--run-dir: print the N best translations of "
+                           "each sentence by beam search, as `index ||| text ||| score` "
+                           "(best first by the length-penalised score; score: summed "
+                           "log-probability)")
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
     translate.set_defaults(func=cmd_translate)
     return parser

@@ -7,7 +7,7 @@ SavedModel, so a served model decodes exactly as `evaluate` scored it.
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
-from transformer_tf.inference.search import decode, output_budgets
+from transformer_tf.inference.search import beam_search, decode, output_budgets
 from transformer_tf.run import load_run_tokenizers, restore_model
 
 
@@ -28,6 +28,9 @@ def translate_in_batches(translate, sentences, batch_size=64):
             for i, value in zip(indices, values.numpy().tolist()):
                 outputs[key][i] = value.decode("utf-8") if isinstance(value, bytes) else value
     return outputs
+
+
+_beam_search = tf.function(beam_search)
 
 
 class Translator(tf.Module):
@@ -90,6 +93,22 @@ class Translator(tf.Module):
     def translate(self, sentences, batch_size=64):
         """Translate a Python list of strings, batched by length, in input order."""
         return translate_in_batches(self, sentences, batch_size)["translations"]
+
+    def n_best(self, sentences, n, batch_size=64):
+        """Each sentence's `n` best translations by beam search (of `n` beams, or more if
+        the config says so): a list per sentence of (translation, score) pairs, best
+        first; score is the summed log-probability."""
+        beam_size = max(n, self.eval_config.beam_size)
+        results = []
+        for start in range(0, len(sentences), batch_size):
+            source, budgets = self.encode(tf.constant(sentences[start:start + batch_size]))
+            tokens, scores = _beam_search(self.model, source, budgets, beam_size,
+                                          self.eval_config.length_penalty, n)
+            texts = self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tokens.shape[2]]))
+            texts = [t.decode("utf-8") for t in texts.numpy()]
+            for row, row_scores in enumerate(scores.numpy().tolist()):
+                results.append(list(zip(texts[row * n:(row + 1) * n], row_scores)))
+        return results
 
     def attention(self, sentence):
         """Translate one sentence and return what its decoder attended to.
