@@ -95,14 +95,17 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
 
     def body(i, output, finished, scores, state):
         logits, state = step_fn(output, i, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        log_probs = _force_eos_at_budget(log_probs, i, max_lengths)
+        logits = tf.cast(logits, tf.float32)
         if sampling_topk:
-            logits = _force_eos_at_budget(tf.cast(logits, tf.float32), i, max_lengths)
             next_token = _sample(logits, sampling_topk, sampling_temperature, seed + i)
         else:
-            next_token = tf.argmax(log_probs, axis=-1, output_type=tf.int32)  # [batch]
-        next_score = tf.gather(log_probs, next_token, batch_dims=1)
+            next_token = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [batch]
+        # At its budget a sentence ends (see _force_eos_at_budget; done on the chosen ids
+        # here, which spares a pass over the vocabulary).
+        next_token = tf.where(i + 1 >= max_lengths, EOS_ID, next_token)
+        # log softmax of the chosen ids only: logit - logsumexp(logits).
+        next_score = (tf.gather(logits, next_token, batch_dims=1)
+                      - tf.reduce_logsumexp(logits, axis=-1))
         next_token = tf.where(finished, PAD_ID, next_token)
         scores += tf.where(finished, 0.0, next_score)
         finished |= tf.equal(next_token, EOS_ID)
@@ -139,7 +142,9 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     """Beam search with the GNMT length penalty.
 
     Hypotheses are ranked by (sum of token log-probabilities) / length_penalty(length,
-    alpha); alpha 0 ranks by the sum alone.
+    alpha); alpha 0 ranks by the sum alone. The greedy hypothesis enters the finished pool
+    first: plain beam search can prune the greedy path early and end below it, this one
+    never ranks its best below greedy's (and a good early hypothesis lets it stop sooner).
 
     Args:
         model, source, max_lengths: as `greedy_search`.
@@ -158,6 +163,14 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
                                  tf.repeat(padding_mask, k, axis=0))
     beam_lengths = tf.reshape(tf.repeat(max_lengths, k), [batch, k])
     longest = tf.reduce_max(max_lengths)
+    width = longest + 1  # finished hypotheses: BOS and at most `longest` tokens
+
+    def pad_to_width(sequences):
+        return tf.pad(sequences, [[0, 0], [0, 0], [0, width - tf.shape(sequences)[2]]])
+
+    greedy, greedy_scores = greedy_search(model, source, max_lengths)
+    greedy = pad_to_width(tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis])
+    greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
 
     def body(i, alive, alive_scores, finished, finished_scores, finished_norm, cache):
         # alive: [batch, k, i + 1]; alive_scores: [batch, k] summed log-probs.
@@ -179,12 +192,15 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         alive = tf.gather(sequences, keep, batch_dims=1)
         origin = tf.gather(beams, keep, batch_dims=1)  # [batch, k] beam each came from
         flat_origin = tf.reshape(origin + k * tf.range(batch)[:, tf.newaxis], [-1])
-        cache = tf.nest.map_structure(lambda t: tf.gather(t, flat_origin), cache)
+        cache = model.decoder.reorder_cache(cache, flat_origin)
 
-        # Candidates that ended join the finished ones; the best k by normalised score stay.
-        new_norm = tf.where(ended, top_scores / length_penalty(i + 1, alpha), NEG_INF)
-        padded = tf.pad(finished, [[0, 0], [0, 0], [0, 1]])  # finished grow with the alive
-        pool = tf.concat([padded, sequences], axis=1)
+        # Candidates that ended join the finished ones (the greedy one is there already);
+        # the best k by normalised score stay.
+        sequences = pad_to_width(sequences)
+        is_greedy = tf.reduce_all(tf.equal(sequences, greedy), axis=2)
+        new_norm = tf.where(ended & ~is_greedy, top_scores / length_penalty(i + 1, alpha),
+                            NEG_INF)
+        pool = tf.concat([finished, sequences], axis=1)
         pool_norm = tf.concat([finished_norm, new_norm], axis=1)
         pool_scores = tf.concat([finished_scores, top_scores], axis=1)
         finished_norm, best = tf.math.top_k(pool_norm, k=k)
@@ -193,18 +209,23 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         return i + 1, alive, alive_scores, finished, finished_scores, finished_norm, cache
 
     def not_done(i, alive, alive_scores, finished, finished_scores, finished_norm, cache):
-        # Stop when no alive hypothesis can still beat the worst finished one: the length
-        # penalty grows with length, so the longest budget bounds the best it could reach.
+        # Stop when no alive hypothesis can still beat the n-th best finished one: the
+        # length penalty grows with length, so the longest budget bounds the best it
+        # could reach.
         best_alive = alive_scores[:, 0] / length_penalty(longest, alpha) if alpha > 0 else \
             alive_scores[:, 0]
-        worst_finished = finished_norm[:, -1]
+        worst_finished = finished_norm[:, n_best - 1]
         return tf.logical_and(i < longest,
                               tf.reduce_any(best_alive > worst_finished))
 
     first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, k - 1], NEG_INF)], axis=1)
+    others = tf.fill([batch, k - 1], NEG_INF)
     loop_vars = (tf.constant(0), tf.fill([batch, k, 1], BOS_ID), first,
-                 tf.fill([batch, k, 1], PAD_ID), tf.fill([batch, k], NEG_INF),
-                 tf.fill([batch, k], NEG_INF), cache)
+                 tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], axis=1),
+                 tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
+                 tf.concat([(greedy_scores / length_penalty(greedy_lengths, alpha))
+                            [:, tf.newaxis], others], axis=1),
+                 cache)
     _, _, _, finished, finished_scores, _, _ = tf.while_loop(
         not_done, body, loop_vars,
         shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None, None]),

@@ -140,6 +140,14 @@ class DecoderLayer(tf.keras.layers.Layer):
         return {"self_key": empty, "self_value": empty,
                 "memory_key": memory_key, "memory_value": memory_value}
 
+    @staticmethod
+    def reorder_cache(cache, indices):
+        """The cache of the hypotheses `indices` (beam search): only the self-attention
+        entries depend on the hypothesis; the encoder's keys and values are the same for
+        every hypothesis of a sentence and stay where they are."""
+        return {**cache, "self_key": tf.gather(cache["self_key"], indices),
+                "self_value": tf.gather(cache["self_value"], indices)}
+
     def step(self, x, cache, padding_mask=None):
         """One new position, attending to the cached earlier ones (inference only).
 

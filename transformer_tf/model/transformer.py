@@ -75,6 +75,11 @@ class Decoder(_LayerStack):
         """Per-layer decoding state for `step` (see `DecoderLayer.init_cache`)."""
         return [layer.init_cache(enc_output) for layer in self.dec_layers]
 
+    def reorder_cache(self, cache, indices):
+        """`cache` for the hypotheses at rows `indices` (see `DecoderLayer.reorder_cache`)."""
+        return [layer.reorder_cache(layer_cache, indices)
+                for layer, layer_cache in zip(self.dec_layers, cache)]
+
     def step(self, ids, position, cache, padding_mask=None):
         """Decode one position incrementally: ids [batch, 1] at `position` -> output
         [batch, 1, d_model], updated cache, {"decoder_layer{i}": cross-attention weights}."""
