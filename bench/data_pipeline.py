@@ -51,7 +51,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = load_config(args.config, [f"data.dir={args.data}"])
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
-    train_src, train_tgt = load_splits(config.data)["train"]
+    train_src, train_tgt = load_splits(config.data, ["train"])["train"]
     with tempfile.TemporaryDirectory() as vocab:
         tokenizers = build_or_load_tokenizers(config.tokenizer, train_src, train_tgt, vocab)
 

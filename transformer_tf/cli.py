@@ -89,7 +89,7 @@ def cmd_build_vocab(args):
     from transformer_tf.data.tokenizers import build_or_load_tokenizers
     from transformer_tf.run import RunDir
 
-    train_sources, train_targets = load_splits(config.data)["train"]
+    train_sources, train_targets = load_splits(config.data, ["train"])["train"]
     tokenizers = build_or_load_tokenizers(config.tokenizer, train_sources, train_targets,
                                           RunDir(config.run_dir).vocab)
     for side, tokenizer in zip(("source", "target"), tokenizers):
@@ -117,7 +117,7 @@ def _export(config, translator, output, ids_only=False):
         return
     export_saved_model(translator, directory)
     print(f"exported SavedModel (step {translator.step}) to {directory}")
-    sources, _ = load_splits(config.data)[config.eval.split]
+    sources, _ = load_splits(config.data, [config.eval.split])[config.eval.split]
     served = tf.saved_model.load(str(directory)).signatures["serving_default"]
     translation = served(sentences=tf.constant(sources[:1]))["translations"][0]
     print(f"  check: {sources[0]!r} -> {translation.numpy().decode('utf-8')!r}")
@@ -160,7 +160,7 @@ def cmd_evaluate(args):
         name = Path(args.src).name
     else:
         name = args.split or eval_config.split
-        sources, references = load_splits(config.data)[name]
+        sources, references = load_splits(config.data, [name])[name]
     output_dir = args.output_dir or (config.run_dir if config else ".")
     result = evaluate(translator, sources, references, eval_config, output_dir, name)
     _print_evaluation(result)

@@ -34,16 +34,17 @@ MULTI30K_SHA256 = {
 TED_HRLR_PT_EN = "ted_hrlr_translate/pt_to_en"
 
 
-def load_splits(data_config):
-    """All splits of the configured data source, as lists of strings. Pairs with an empty
-    side are dropped (and counted in the log)."""
+def load_splits(data_config, names=SPLITS):
+    """The splits `names` of the configured data source: {name: (sources, targets)}, lists
+    of strings. Pairs with an empty side are dropped (and counted in the log)."""
     if data_config.source == "synthetic":
-        return synthetic.generate_splits(data_config.train_size, data_config.validation_size,
-                                         data_config.test_size, data_config.seed)
+        splits = synthetic.generate_splits(data_config.train_size, data_config.validation_size,
+                                           data_config.test_size, data_config.seed)
+        return {name: splits[name] for name in names}
     if data_config.source in ("tfds", "ted_hrlr_pt_en"):
-        splits = _tfds_splits(data_config)
+        splits = _tfds_splits(data_config, names)
     else:
-        splits = {name: _file_split(data_config, name) for name in SPLITS}
+        splits = {name: _file_split(data_config, name) for name in names}
     return {name: _drop_empty(name, *pairs) for name, pairs in splits.items()}
 
 
@@ -125,7 +126,7 @@ def read_tsv(path):
     return sources, targets
 
 
-def _tfds_splits(data_config):
+def _tfds_splits(data_config, names):
     """Splits of a TensorFlow Datasets translation dataset, prepared first if needed."""
     import tensorflow_datasets as tfds
 
@@ -160,7 +161,8 @@ def _tfds_splits(data_config):
     split_names = {"train": tfds_config.train_split, "validation": tfds_config.validation_split,
                    "test": tfds_config.test_split}
     splits = {}
-    for split, tfds_split in split_names.items():
+    for split in names:
+        tfds_split = split_names[split]
         try:
             dataset = builder.as_dataset(split=tfds_split)
         except (KeyError, ValueError):

@@ -68,5 +68,5 @@ def evaluate_run(config, split=None, translator=None):
     `translator` defaults to the run's latest checkpoint."""
     split = split or config.eval.split
     translator = translator or Translator.from_run(config)
-    sources, references = load_splits(config.data)[split]
+    sources, references = load_splits(config.data, [split])[split]
     return evaluate(translator, sources, references, config.eval, config.run_dir, split)

@@ -62,7 +62,7 @@ class Trainer:
         if train.deterministic:
             tf.config.experimental.enable_op_determinism()
         tf.keras.utils.set_random_seed(train.seed)
-        self.splits = load_splits(config.data)
+        self.splits = load_splits(config.data, ["train", "validation"])
         if self.chief:
             self.source_tokenizer, self.target_tokenizer = build_or_load_tokenizers(
                 config.tokenizer, *self.splits["train"], self.run_dir.vocab)
