@@ -109,7 +109,7 @@ class _Tokenizer(tf.Module):
 
     def pieces(self, ids):
         """[tokens] ids -> list of subword strings, for display."""
-        vocabulary = self.vocabulary()
+        vocabulary = self.vocabulary()  # WordPiece keeps it in memory
         return [vocabulary[i] for i in tf.convert_to_tensor(ids).numpy()]
 
 
@@ -144,7 +144,9 @@ class SentencePieceTokenizer(_Tokenizer):
         return self._tokenizer.detokenize(ids)
 
     def vocabulary(self):
-        ids = tf.range(self.vocab_size)
+        return self.pieces(tf.range(self.vocab_size))
+
+    def pieces(self, ids):
         return [p.decode("utf-8") for p in self._tokenizer.id_to_string(ids).numpy()]
 
 

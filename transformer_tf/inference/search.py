@@ -71,7 +71,7 @@ def _force_eos_at_budget(log_probs, position, max_lengths):
 
 
 def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
-                  sampling_temperature=1.0, seed=None):
+                  sampling_temperature=1.0, seed=None, encoded=None):
     """Greedy decoding (or sampling, with `sampling_topk` > 0).
 
     Args:
@@ -83,13 +83,14 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
             probable; -1 samples from the whole distribution.
         sampling_temperature: float, divides the logits before sampling.
         seed: optional [2] int32 seed for reproducible sampling.
+        encoded: optional `encode(model, source)`, when the caller has it already.
 
     Returns:
         tokens: [batch, out_len] int32 without the leading BOS; PAD after each EOS.
         scores: [batch] float32, sum of the log-probabilities of the chosen tokens.
     """
     batch = tf.shape(source)[0]
-    enc_output, padding_mask = encode(model, source)
+    enc_output, padding_mask = encoded or encode(model, source)
     state, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
     seed = tf.constant([0, 0], tf.int32) if seed is None else seed
 
@@ -168,7 +169,8 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     def pad_to_width(sequences):
         return tf.pad(sequences, [[0, 0], [0, 0], [0, width - tf.shape(sequences)[2]]])
 
-    greedy, greedy_scores = greedy_search(model, source, max_lengths)
+    greedy, greedy_scores = greedy_search(model, source, max_lengths,
+                                          encoded=(enc_output, padding_mask))
     greedy = pad_to_width(tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis])
     greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
 
