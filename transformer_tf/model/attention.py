@@ -19,8 +19,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         (output [..., q_len, depth_v], attention_weights [..., q_len, k_len])
     """
     logits = tf.matmul(q, k, transpose_b=True)  # [..., q_len, k_len]
-    d_k = tf.cast(tf.shape(k)[-1], logits.dtype)
-    logits = logits / tf.math.sqrt(d_k)
+    d_k = k.shape[-1] or tf.shape(k)[-1]  # a constant when the depth is known
+    logits = logits / tf.math.sqrt(tf.cast(d_k, logits.dtype))
     # Softmax in float32 whatever the compute dtype, so masking and normalisation are exact.
     logits = tf.cast(logits, tf.float32)
     if mask is not None:
@@ -57,14 +57,24 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         self.wv = tf.keras.layers.Dense(d_model, name="value")
         self.dense = tf.keras.layers.Dense(d_model, name="output")
 
+    # Sequences are [batch, len, d_model]. Incremental decoding passes one position as
+    # [batch, d_model]: Keras applies Dense to that with one MatMul (to a rank-3 input with
+    # about fifteen shape ops), and its heads need a reshape but no transpose.
+
     def split_heads(self, x):
-        """[batch, len, d_model] -> [batch, heads, len, depth]."""
+        """[batch, len, d_model] -> [batch, heads, len, depth]; one position [batch,
+        d_model] -> [batch, heads, 1, depth]."""
+        if x.shape.rank == 2:
+            return tf.reshape(x, [-1, self.num_heads, 1, self.depth])
         batch = tf.shape(x)[0]
         x = tf.reshape(x, [batch, -1, self.num_heads, self.depth])
         return tf.transpose(x, [0, 2, 1, 3])
 
-    def merge_heads(self, x):
-        """[batch, heads, len, depth] -> [batch, len, d_model]."""
+    def merge_heads(self, x, single_position=False):
+        """[batch, heads, len, depth] -> [batch, len, d_model]; with `single_position`,
+        [batch, heads, 1, depth] -> [batch, d_model]."""
+        if single_position:
+            return tf.reshape(x, [-1, self.d_model])
         batch = tf.shape(x)[0]
         x = tf.transpose(x, [0, 2, 1, 3])
         return tf.reshape(x, [batch, -1, self.d_model])
@@ -76,10 +86,11 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         return self.split_heads(self.wk(key)), self.split_heads(self.wv(value))
 
     def attend(self, query, k, v, attention_mask=None):
-        """Attention of `query` [batch, q_len, d_model] over projected keys and values."""
+        """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
+        over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
         output, weights = scaled_dot_product_attention(q, k, v, attention_mask)
-        return self.dense(self.merge_heads(output)), weights
+        return self.dense(self.merge_heads(output, query.shape.rank == 2)), weights
 
     def call(self, query, key, value, attention_mask=None):
         return self.attend(query, *self.project_key_value(key, value), attention_mask)

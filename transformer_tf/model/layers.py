@@ -38,11 +38,15 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = tf.keras.layers.Dropout(rate)
 
-    def call(self, ids, training=False, start=0):
-        """`start`: position of the first id (decoding feeds one position at a time)."""
+    def call(self, ids, training=False):
         x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
-        x += tf.cast(self.pos_encoding[:, start: start + tf.shape(ids)[1], :], x.dtype)
+        x += tf.cast(self.pos_encoding[:, :tf.shape(ids)[1], :], x.dtype)
         return self.dropout(x, training=training)
+
+    def embed_position(self, ids, position):
+        """Incremental decoding: ids [batch] all at `position` -> [batch, d_model]."""
+        x = self.embedding(ids) * math.sqrt(self.d_model)
+        return x + tf.cast(self.pos_encoding[0, position], x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model,
@@ -151,8 +155,9 @@ class DecoderLayer(tf.keras.layers.Layer):
     def step(self, x, cache, padding_mask=None):
         """One new position, attending to the cached earlier ones (inference only).
 
-        x: [batch, 1, d_model]. Returns the output [batch, 1, d_model], the cache with this
-        position's keys and values appended, and the encoder-decoder attention weights.
+        x: [batch, d_model]. Returns the output [batch, d_model], the cache with this
+        position's keys and values appended, and the encoder-decoder attention weights
+        [batch, heads, 1, inp_len].
         """
         key, value = self.mha1.project_key_value(x, x)
         self_key = tf.concat([cache["self_key"], key], axis=2)  # [batch, heads, t + 1, depth]

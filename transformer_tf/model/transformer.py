@@ -81,9 +81,9 @@ class Decoder(_LayerStack):
                 for layer, layer_cache in zip(self.dec_layers, cache)]
 
     def step(self, ids, position, cache, padding_mask=None):
-        """Decode one position incrementally: ids [batch, 1] at `position` -> output
-        [batch, 1, d_model], updated cache, {"decoder_layer{i}": cross-attention weights}."""
-        x = self.embedding(ids, start=position)
+        """Decode one position incrementally: ids [batch] at `position` -> output
+        [batch, d_model], updated cache, {"decoder_layer{i}": cross-attention weights}."""
+        x = self.embedding.embed_position(ids, position)
         new_cache, weights = [], {}
         for i, (layer, layer_cache) in enumerate(zip(self.dec_layers, cache)):
             x, layer_cache, weights[f"decoder_layer{i + 1}"] = layer.step(x, layer_cache,
