@@ -37,30 +37,60 @@ def encode(model, source):
 
 
 def cached_step(model, enc_output, padding_mask):
-    """(initial cache, step function) feeding one new id per step."""
+    """(initial state, step function) feeding one new id per step. The state holds each
+    decoder layer's cache and the source padding mask, one row per hypothesis."""
 
-    def step(output, position, cache):
-        x, cache, _ = model.decoder.step(output[:, -1:], position, cache, padding_mask)
-        return model.final_layer(x[:, -1, :]), cache  # [batch, vocab]
+    def step(output, position, state):
+        layers, mask = state
+        x, layers, _ = model.decoder.step(output[:, -1], position, layers, mask)
+        return model.final_layer(x), (layers, mask)  # [batch, vocab]
 
-    return model.decoder.init_cache(enc_output), step
+    return (model.decoder.init_cache(enc_output), padding_mask), step
 
 
 def full_step(model, enc_output, padding_mask):
-    """(empty state, step function) re-running the decoder over all ids each step."""
+    """(initial state, step function) re-running the decoder over all ids each step."""
 
-    def step(output, position, cache):
+    def step(output, position, state):
+        memory, mask = state
         look_ahead_mask = create_look_ahead_mask(tf.shape(output)[1])
-        dec_output, _ = model.decoder(output, enc_output, training=False,
-                                      look_ahead_mask=look_ahead_mask, padding_mask=padding_mask)
-        return model.final_layer(dec_output[:, -1, :]), cache
+        dec_output, _ = model.decoder(output, memory, training=False,
+                                      look_ahead_mask=look_ahead_mask, padding_mask=mask)
+        return model.final_layer(dec_output[:, -1, :]), state
 
-    return (), step
+    return (enc_output, padding_mask), step
 
 
 def _loose(structure):
-    """Shape invariants with every dimension free (caches grow along their length axis)."""
+    """Shape invariants with every dimension free (caches grow along their length axis,
+    and searches drop the rows that have ended)."""
     return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), structure)
+
+
+def _rows(structure, indices):
+    """The rows `indices` of every tensor in `structure`."""
+    return tf.nest.map_structure(lambda t: tf.gather(t, indices), structure)
+
+
+def _retire(ended, rows, results, values, going, state, beam_size=1):
+    """Sentences that `ended` leave the search.
+
+    Their `values` (one row per sentence still going) are written into `results` (one row
+    per sentence of the batch) at their batch `rows`; the other sentences keep their rows
+    of `rows`, of `going` (one row per sentence) and of `state` (`beam_size` rows per
+    sentence). Returns (results, rows, going, state). Nothing is copied on a step where no
+    sentence ended.
+    """
+    def retire():
+        done, kept = tf.where(ended)[:, 0], tf.where(~ended)[:, 0]
+        at = tf.gather(rows, done)[:, tf.newaxis]
+        written = tf.nest.map_structure(
+            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results, values)
+        kept_rows = tf.reshape(kept[:, tf.newaxis] * beam_size
+                               + tf.range(beam_size, dtype=kept.dtype), [-1])
+        return written, *_rows((rows, going), kept), _rows(state, kept_rows)
+
+    return tf.cond(tf.reduce_any(ended), retire, lambda: (results, rows, going, state))
 
 
 def _force_eos_at_budget(log_probs, position, max_lengths):
@@ -74,6 +104,10 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
                   sampling_temperature=1.0, seed=None, encoded=None):
     """Greedy decoding (or sampling, with `sampling_topk` > 0).
 
+    A sentence leaves the batch when it ends: its output is written out and the next steps
+    compute only the sentences still going, so a batch costs what its outputs' lengths
+    add up to, not its longest output times its size.
+
     Args:
         model: a `Transformer`.
         source: [batch, src_len] int32 source ids (EOS-terminated, 0-padded).
@@ -86,43 +120,47 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
         encoded: optional `encode(model, source)`, when the caller has it already.
 
     Returns:
-        tokens: [batch, out_len] int32 without the leading BOS; PAD after each EOS.
+        tokens: [batch, max(max_lengths)] int32 without the leading BOS; PAD after EOS.
         scores: [batch] float32, sum of the log-probabilities of the chosen tokens.
     """
     batch = tf.shape(source)[0]
+    width = tf.reduce_max(max_lengths)
     enc_output, padding_mask = encoded or encode(model, source)
     state, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
     seed = tf.constant([0, 0], tf.int32) if seed is None else seed
 
-    def body(i, output, finished, scores, state):
+    def body(i, output, rows, budgets, scores, state, tokens, final_scores):
+        # output [going, i + 1]: the sentences still going, at batch rows `rows`.
         logits, state = step_fn(output, i, state)
         logits = tf.cast(logits, tf.float32)
         if sampling_topk:
             next_token = _sample(logits, sampling_topk, sampling_temperature, seed + i)
         else:
-            next_token = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [batch]
+            next_token = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [going]
         # At its budget a sentence ends (see _force_eos_at_budget; done on the chosen ids
         # here, which spares a pass over the vocabulary).
-        next_token = tf.where(i + 1 >= max_lengths, EOS_ID, next_token)
+        next_token = tf.where(i + 1 >= budgets, EOS_ID, next_token)
         # log softmax of the chosen ids only: logit - logsumexp(logits).
-        next_score = (tf.gather(logits, next_token, batch_dims=1)
-                      - tf.reduce_logsumexp(logits, axis=-1))
-        next_token = tf.where(finished, PAD_ID, next_token)
-        scores += tf.where(finished, 0.0, next_score)
-        finished |= tf.equal(next_token, EOS_ID)
+        scores += (tf.gather(logits, next_token, batch_dims=1)
+                   - tf.reduce_logsumexp(logits, axis=-1))
         output = tf.concat([output, next_token[:, tf.newaxis]], axis=1)
-        return i + 1, output, finished, scores, state
+        (tokens, final_scores), rows, (output, budgets, scores), state = _retire(
+            tf.equal(next_token, EOS_ID), rows, (tokens, final_scores),
+            (tf.pad(output[:, 1:], [[0, 0], [0, width - i - 1]]), scores),
+            (output, budgets, scores), state)
+        return i + 1, output, rows, budgets, scores, state, tokens, final_scores
 
-    def not_done(i, output, finished, scores, state):
-        return tf.logical_not(tf.reduce_all(finished))
+    loop_vars = (tf.constant(0), tf.fill([batch, 1], BOS_ID), tf.range(batch), max_lengths,
+                 tf.zeros([batch], tf.float32), state,
+                 tf.fill([batch, width], PAD_ID), tf.zeros([batch], tf.float32))
+    *_, tokens, scores = tf.while_loop(_going, body, loop_vars,
+                                       shape_invariants=_loose(loop_vars))
+    return tokens, scores
 
-    loop_vars = (tf.constant(0), tf.fill([batch, 1], BOS_ID), tf.zeros([batch], tf.bool),
-                 tf.zeros([batch], tf.float32), state)
-    _, output, _, scores, _ = tf.while_loop(
-        not_done, body, loop_vars,
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None]),
-                          tf.TensorShape([None]), tf.TensorShape([None]), _loose(state)))
-    return output[:, 1:], scores
+
+def _going(i, output, rows, *_):
+    """Loop condition of the searches: some sentence has not ended."""
+    return tf.size(rows) > 0
 
 
 def _sample(logits, topk, temperature, seed):
@@ -146,6 +184,8 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     alpha); alpha 0 ranks by the sum alone. The greedy hypothesis enters the finished pool
     first: plain beam search can prune the greedy path early and end below it, this one
     never ranks its best below greedy's (and a good early hypothesis lets it stop sooner).
+    A sentence leaves the batch once none of its live hypotheses can beat its n-th best
+    finished one.
 
     Args:
         model, source, max_lengths: as `greedy_search`.
@@ -154,47 +194,50 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         n_best: int <= beam_size, hypotheses returned per sentence.
 
     Returns:
-        tokens: [batch, n_best, out_len] int32, best first; PAD after each EOS.
+        tokens: [batch, n_best, max(max_lengths)] int32, best first; PAD after each EOS.
         scores: [batch, n_best] float32, sums of log-probabilities (not length-normalised).
     """
     batch, k = tf.shape(source)[0], beam_size
     enc_output, padding_mask = encode(model, source)
-    # Every sentence's encoder output (and mask, and budget) repeated for each beam.
+    # Every sentence's encoder output (and mask) repeated for each beam.
     cache, step_fn = cached_step(model, tf.repeat(enc_output, k, axis=0),
                                  tf.repeat(padding_mask, k, axis=0))
-    beam_lengths = tf.reshape(tf.repeat(max_lengths, k), [batch, k])
-    longest = tf.reduce_max(max_lengths)
-    width = longest + 1  # finished hypotheses: BOS and at most `longest` tokens
+    width = tf.reduce_max(max_lengths) + 1  # finished hypotheses: BOS and the budget
 
     def pad_to_width(sequences):
         return tf.pad(sequences, [[0, 0], [0, 0], [0, width - tf.shape(sequences)[2]]])
 
     greedy, greedy_scores = greedy_search(model, source, max_lengths,
                                           encoded=(enc_output, padding_mask))
-    greedy = pad_to_width(tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis])
+    greedy = tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis]
     greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
 
-    def body(i, alive, alive_scores, finished, finished_scores, finished_norm, cache):
-        # alive: [batch, k, i + 1]; alive_scores: [batch, k] summed log-probs.
-        logits, cache = step_fn(tf.reshape(alive, [batch * k, -1]), i, cache)
+    def body(i, alive, rows, going, cache, results):
+        # alive: [going, k, i + 1] hypotheses of the sentences still going (batch `rows`);
+        # alive_scores [going, k] their summed log-probs; finished [going, k, width] the
+        # best k that ended (scores summed, and normalised by the length penalty).
+        alive_scores, finished, finished_scores, finished_norm, budgets, greedy = going
+        b = tf.shape(alive)[0]
+        logits, cache = step_fn(tf.reshape(alive, [b * k, -1]), i, cache)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         vocab = tf.shape(log_probs)[-1]
-        log_probs = _force_eos_at_budget(tf.reshape(log_probs, [batch, k, vocab]), i,
-                                         beam_lengths)
-        candidates = tf.reshape(alive_scores[:, :, tf.newaxis] + log_probs, [batch, k * vocab])
-        top_scores, top_ids = tf.math.top_k(candidates, k=2 * k)  # [batch, 2k]
+        log_probs = _force_eos_at_budget(tf.reshape(log_probs, [b, k, vocab]), i,
+                                         budgets[:, tf.newaxis])
+        candidates = tf.reshape(alive_scores[:, :, tf.newaxis] + log_probs, [b, k * vocab])
+        top_scores, top_ids = tf.math.top_k(candidates, k=2 * k)  # [b, 2k]
         beams, tokens = top_ids // vocab, top_ids % vocab
         sequences = tf.concat([tf.gather(alive, beams, batch_dims=1),
-                               tokens[:, :, tf.newaxis]], axis=2)  # [batch, 2k, i + 2]
+                               tokens[:, :, tf.newaxis]], axis=2)  # [b, 2k, i + 2]
         ended = tf.equal(tokens, EOS_ID)
 
         # The best k candidates that did not end stay alive, with their caches.
         alive_rank = tf.where(ended, NEG_INF, top_scores)
         alive_scores, keep = tf.math.top_k(alive_rank, k=k)
         alive = tf.gather(sequences, keep, batch_dims=1)
-        origin = tf.gather(beams, keep, batch_dims=1)  # [batch, k] beam each came from
-        flat_origin = tf.reshape(origin + k * tf.range(batch)[:, tf.newaxis], [-1])
-        cache = model.decoder.reorder_cache(cache, flat_origin)
+        origin = tf.gather(beams, keep, batch_dims=1)  # [b, k] beam each came from
+        flat_origin = tf.reshape(origin + k * tf.range(b)[:, tf.newaxis], [-1])
+        # Hypotheses move only among their sentence's k rows: the padding mask stays.
+        cache = (model.decoder.reorder_cache(cache[0], flat_origin), cache[1])
 
         # Candidates that ended join the finished ones (the greedy one is there already);
         # the best k by normalised score stay.
@@ -208,33 +251,32 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         finished_norm, best = tf.math.top_k(pool_norm, k=k)
         finished = tf.gather(pool, best, batch_dims=1)
         finished_scores = tf.gather(pool_scores, best, batch_dims=1)
-        return i + 1, alive, alive_scores, finished, finished_scores, finished_norm, cache
 
-    def not_done(i, alive, alive_scores, finished, finished_scores, finished_norm, cache):
-        # Stop when no alive hypothesis can still beat the n-th best finished one: the
-        # length penalty grows with length, so the longest budget bounds the best it
-        # could reach.
-        best_alive = alive_scores[:, 0] / length_penalty(longest, alpha) if alpha > 0 else \
-            alive_scores[:, 0]
-        worst_finished = finished_norm[:, n_best - 1]
-        return tf.logical_and(i < longest,
-                              tf.reduce_any(best_alive > worst_finished))
+        # A sentence is done at its budget, or when its best live hypothesis cannot beat
+        # its n-th best finished one: the length penalty grows with length, so the
+        # sentence's budget bounds the best a live hypothesis could reach.
+        best_alive = alive_scores[:, 0] / length_penalty(budgets, alpha)
+        done = (i + 1 >= budgets) | (best_alive <= finished_norm[:, n_best - 1])
+        results, rows, going, cache = _retire(
+            done, rows, results, (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
+            (alive, (alive_scores, finished, finished_scores, finished_norm, budgets,
+                     greedy)), cache, k)
+        alive, going = going
+        return i + 1, alive, rows, going, cache, results
 
-    first = tf.concat([tf.zeros([batch, 1]), tf.fill([batch, k - 1], NEG_INF)], axis=1)
     others = tf.fill([batch, k - 1], NEG_INF)
-    loop_vars = (tf.constant(0), tf.fill([batch, k, 1], BOS_ID), first,
-                 tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], axis=1),
-                 tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
-                 tf.concat([(greedy_scores / length_penalty(greedy_lengths, alpha))
-                            [:, tf.newaxis], others], axis=1),
-                 cache)
-    _, _, _, finished, finished_scores, _, _ = tf.while_loop(
-        not_done, body, loop_vars,
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, None, None]),
-                          tf.TensorShape([None, None]), tf.TensorShape([None, None, None]),
-                          tf.TensorShape([None, None]), tf.TensorShape([None, None]),
-                          _loose(cache)))
-    return finished[:, :n_best, 1:], finished_scores[:, :n_best]
+    going = (tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
+             tf.concat([pad_to_width(greedy), tf.fill([batch, k - 1, width], PAD_ID)], 1),
+             tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
+             tf.concat([(greedy_scores / length_penalty(greedy_lengths, alpha))
+                        [:, tf.newaxis], others], axis=1),
+             max_lengths, pad_to_width(greedy))
+    results = (tf.fill([batch, n_best, width - 1], PAD_ID), tf.zeros([batch, n_best]))
+    loop_vars = (tf.constant(0), tf.fill([batch, k, 1], BOS_ID), tf.range(batch), going,
+                 cache, results)
+    *_, (tokens, scores) = tf.while_loop(_going, body, loop_vars,
+                                         shape_invariants=_loose(loop_vars))
+    return tokens, scores
 
 
 def output_budgets(model, source, eval_config):
