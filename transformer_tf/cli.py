@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from transformer_tf.config import load_config
+from transformer_tf.config import EvalConfig, load_config
 from transformer_tf.errors import UserError
 
 log = logging.getLogger("transformer_tf")
@@ -338,7 +338,7 @@ def build_parser():
     translate.add_argument("--saved-model", help="SavedModel directory")
     translate.add_argument("--input", help="file of sentences, one per line (default: stdin)")
     translate.add_argument("--output", help="file for the translations (default: stdout)")
-    translate.add_argument("--batch-size", type=int, default=64)
+    translate.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
     translate.add_argument("--attention", metavar="FILE.png",
                            help="with --config/--run-dir: save the encoder-decoder attention "
                            "of one sentence as an image")
