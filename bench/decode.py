@@ -2,8 +2,9 @@
 TensorFlow tutorial's size (4 layers, d_model 128, dff 512, 8 heads), the same weights for
 every system:
 
-- this package, greedy, batches of 64 sentences of similar length (cached, in the graph);
-- this package, beam search of 4;
+- this package, greedy, batches of 64 and of 256 sentences of similar length (cached, in
+  the graph);
+- this package, beam search of 4, the same batches;
 - a reference of the tutorial's translator, written here: greedy, one sentence at a time,
   the whole model (encoder included) re-run for every new token.
 
@@ -62,7 +63,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/multi30k")
     parser.add_argument("--train-steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-sizes", default="64,256",
+                        help="comma-separated decoding batch sizes to time")
     args = parser.parse_args(argv)
     data = Path(args.data)
     config = config_from_dict({"model": TUTORIAL_SIZE, "data": {"batch_size": 64},
@@ -86,13 +88,14 @@ def main(argv=None):
           file=sys.stderr)
 
     rows = []
-    for name, beam in (("transformer_tf greedy, batch 64", 1),
-                       ("transformer_tf beam 4, batch 64", 4)):
+    runs = [(beam, int(size)) for beam in (1, 4) for size in args.batch_sizes.split(",")]
+    for beam, batch_size in runs:
+        name = f"transformer_tf {'greedy' if beam == 1 else f'beam {beam}'}, batch {batch_size}"
         settings = config.eval.__class__(**{**config.eval.__dict__, "beam_size": beam})
         translator = Translator(model, *tokenizers, settings)
-        translator.translate(test_src[:128], args.batch_size)  # trace every path once
+        translator.translate(test_src[:128], batch_size)  # trace every path once
         started = time.perf_counter()
-        outputs = translator.translate(test_src, args.batch_size)
+        outputs = translator.translate(test_src, batch_size)
         seconds = time.perf_counter() - started
         # Output tokens, EOS included, as the reference counts them.
         tokens = int(tf.reduce_sum(tokenizers[1].tokenize(tf.constant(outputs))
