@@ -135,6 +135,7 @@ class Trainer:
         self.train_step = TrainStep(self.model, self.optimizer, train, self.strategy,
                                     dataset.element_spec)
         batches = iter(dataset)
+        self.started = time.perf_counter()
         logs = self.run_dir.train_logs if self.chief else self.scratch / "logs"
         writer = tf.summary.create_file_writer(str(logs))
         progress = Progress(step, total)
@@ -232,7 +233,9 @@ class Trainer:
         translator = self.translator
         translator.step = step
         hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
+        # Seconds since this process started training (not counting earlier runs resumed).
         result = {"step": step, "split": "validation", "sentences": len(sources),
+                  "seconds": round(time.perf_counter() - self.started, 1),
                   "loss": loss, "accuracy": accuracy, **scores}
         samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
         attention = translator.attention(sources[0])["attention"]
