@@ -84,3 +84,12 @@ def test_cli_prints_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {config}: unknown key 'train.stpes'; did you mean 'train.steps'?"]
+
+
+def test_readme_config_table_is_the_dataclasses():
+    from transformer_tf.config_docs import README, config_rows, config_table, readme_table
+
+    assert readme_table(README.read_text(encoding="utf-8")) == config_table(), (
+        "README.md's config table is out of date: run python -m transformer_tf.config_docs --write")
+    undocumented = [key for key, _, _, meaning in config_rows() if not meaning]
+    assert not undocumented  # every key says what it does

@@ -32,9 +32,9 @@ class TfdsConfig:
 
     name: Optional[str] = None  # e.g. ted_hrlr_translate/pt_to_en, wmt14_translate/de-en
     data_dir: Optional[str] = None  # where it is prepared; default: TFDS's own
-    train_split: str = "train"
-    validation_split: str = "validation"
-    test_split: str = "test"
+    train_split: str = "train"  # the TFDS split used for training
+    validation_split: str = "validation"  # for validation during training
+    test_split: str = "test"  # for the final evaluation
 
 
 @dataclass
@@ -50,7 +50,7 @@ class DataConfig:
     # multi30k: en, de or fr (default en -> de); tfds: the feature keys (default: the
     # dataset's supervised keys)
     source_language: Optional[str] = None
-    target_language: Optional[str] = None
+    target_language: Optional[str] = None  # as source_language, for the target side
     dir: Optional[str] = None  # multi30k: a folder holding its files; default: download them
     train: SplitFiles = field(default_factory=SplitFiles)
     validation: SplitFiles = field(default_factory=SplitFiles)
@@ -81,7 +81,7 @@ class TokenizerConfig:
     model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece's algorithm
     shared: bool = False  # one vocabulary for both sides, of source_vocab_size entries
     source_vocab_size: int = 8000  # requested size; the real size may be smaller on a small corpus
-    target_vocab_size: int = 8000
+    target_vocab_size: int = 8000  # requested size of the target vocabulary (not shared)
     character_coverage: float = 1.0  # sentencepiece
 
 
@@ -90,15 +90,15 @@ class ModelConfig:
     """Exactly the arguments of `Transformer`; vocabulary sizes left empty come from the
     tokenizers (rounded up to a multiple of 8)."""
 
-    num_layers: int = 6
-    d_model: int = 512
-    num_heads: int = 8
-    dff: int = 2048
-    input_vocab_size: Optional[int] = None
-    target_vocab_size: Optional[int] = None
-    pe_input: int = 256
-    pe_target: int = 256
-    rate: float = 0.1
+    num_layers: int = 6  # layers in the encoder and in the decoder
+    d_model: int = 512  # model width
+    num_heads: int = 8  # attention heads; must divide d_model
+    dff: int = 2048  # inner width of the feed-forward networks
+    input_vocab_size: Optional[int] = None  # default: the source tokenizer's size
+    target_vocab_size: Optional[int] = None  # default: the target tokenizer's size
+    pe_input: int = 256  # longest source sequence (positional encodings)
+    pe_target: int = 256  # longest target sequence
+    rate: float = 0.1  # dropout rate
 
 
 @dataclass
@@ -106,28 +106,28 @@ class TrainConfig:
     """The custom training loop."""
 
     steps: int = 100000  # optimizer updates in total
-    optimizer: Literal["adam", "adamw"] = "adam"
-    adam_beta_1: float = 0.9
-    adam_beta_2: float = 0.98
-    adam_epsilon: float = 1e-9
+    optimizer: Literal["adam", "adamw"] = "adam"  # adamw: with decoupled weight decay
+    adam_beta_1: float = 0.9  # the paper's Adam settings
+    adam_beta_2: float = 0.98  # (adam and adamw)
+    adam_epsilon: float = 1e-9  # (adam and adamw)
     weight_decay: float = 0.0  # adamw: decoupled decay, not applied to biases and layer norms
     # noam: scale * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5) (the paper's);
     # inverse_sqrt: linear warm-up to learning_rate, then learning_rate * sqrt(warmup / step);
     # constant: learning_rate.
     schedule: Literal["noam", "inverse_sqrt", "constant"] = "noam"
-    warmup_steps: int = 4000
+    warmup_steps: int = 4000  # steps of rising learning rate (noam, inverse_sqrt)
     learning_rate_scale: float = 1.0  # noam: multiplies the schedule
     learning_rate: float = 0.001  # inverse_sqrt: peak rate; constant: the rate
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
     clip_norm: Optional[float] = None  # clip gradients to this global norm
     accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
     precision: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
     jit_compile: bool = False  # compile the train step with XLA
     deterministic: bool = False  # deterministic ops: bit-exact resume, somewhat slower
-    seed: int = 42
+    seed: int = 42  # weights, dropout and data order
     log_every: int = 100  # steps between log lines and TensorBoard points
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 5
+    checkpoint_every: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 5  # latest checkpoints kept (the best one is kept apart)
     eval_every: int = 0  # steps between validation evaluations; 0: none during training
     best_metric: Literal["bleu", "chrf", "loss"] = "bleu"  # picks checkpoints/best
     early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: off
@@ -150,16 +150,16 @@ class DistributeConfig:
 class EvalConfig:
     """Decoding and scoring (used after training, by `evaluate`, and by the export)."""
 
-    split: Literal["train", "validation", "test"] = "test"
+    split: Literal["train", "validation", "test"] = "test"  # evaluated after training
     # Sentences per decoding batch. Sentences leave the batch as they end, so a large batch
     # costs no more than its outputs' lengths; it spreads each step's fixed cost wider.
     batch_size: int = 256
     beam_size: int = 1  # 1: greedy search
     length_penalty: float = 0.6  # beam search: GNMT alpha; 0 ranks by summed log-probability
     sampling_topk: int = 0  # 0: no sampling; k > 0: sample among the k likeliest; -1: all
-    sampling_temperature: float = 1.0
+    sampling_temperature: float = 1.0  # sampling: divides the logits
     max_length_ratio: float = 1.5  # decode at most ratio * source_tokens + offset tokens
-    max_length_offset: int = 10
+    max_length_offset: int = 10  # see max_length_ratio
     lowercase: bool = False  # lower-cased BLEU
     tokenize: str = "13a"  # sacrebleu tokenizer for BLEU (13a, intl, none, ...)
     samples: int = 3  # sample translations printed after evaluation
