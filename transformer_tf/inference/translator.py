@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
 from transformer_tf.inference.search import beam_search, decode, output_budgets
+from transformer_tf.model.masks import create_padding_mask
 from transformer_tf.run import load_run_tokenizers, restore_model
 
 
@@ -127,8 +128,10 @@ class Translator(tf.Module):
 
         Returns {"translation": str, "source_tokens": [pieces], "target_tokens": [pieces,
         EOS included],
-        "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}}, the
-        encoder-decoder attention of every decoder layer.
+        "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}, the
+        encoder-decoder attention of every decoder layer,
+        "encoder_attention": {"encoder_layer{i}": [heads, source_len, source_len] numpy},
+        the self-attention of every encoder layer}.
         """
         source, max_lengths = self.encode(tf.constant([sentence]))
         tokens, _ = self.search(source, max_lengths)
@@ -137,6 +140,8 @@ class Translator(tf.Module):
             tokens = tokens[: tokens.index(EOS_ID) + 1]
         decoder_input = tf.constant([[BOS_ID] + tokens[:-1]], tf.int32)
         _, weights = self.model(source, decoder_input, training=False)
+        _, encoder_weights = self.model.encoder(source, training=False,
+                                                padding_mask=create_padding_mask(source))
         return {
             "translation": self.target_tokenizer.detokenize(
                 tf.constant([tokens], tf.int32))[0].numpy().decode("utf-8"),
@@ -144,6 +149,8 @@ class Translator(tf.Module):
             "target_tokens": self.target_tokenizer.pieces(tf.constant(tokens, tf.int32)),
             "attention": {name[: -len("_block2")]: value[0].numpy()
                           for name, value in weights.items() if name.endswith("_block2")},
+            "encoder_attention": {name: value[0].numpy()
+                                  for name, value in encoder_weights.items()},
         }
 
 
