@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -120,9 +121,27 @@ def test_attention_image(trained_run, tmp_path, capsys):
     assert weights.shape == (2, len(attention["target_tokens"]),
                              len(attention["source_tokens"]))
     np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+    source_length = len(attention["source_tokens"])
+    encoder = attention["encoder_attention"]["encoder_layer1"]
+    assert encoder.shape == (2, source_length, source_length)
+    np.testing.assert_allclose(encoder.sum(-1), 1.0, rtol=1e-5)
     assert capsys.readouterr().out.strip() == attention["translation"]
 
 
 def test_export_best_needs_validation(trained_run, capsys):
     assert main(["export", "--run-dir", str(trained_run), "--best"]) == 2
     assert "has no best checkpoint" in capsys.readouterr().err
+
+
+def test_readme_serving_snippet_runs_as_written(trained_run, tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Serving the SavedModel", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)
+    (tmp_path / "runs" / "quickstart" / "export").symlink_to(trained_run / "export")
+    result = _run([sys.executable, "-c", snippet], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = Translator.from_run(load_run_config(trained_run)).translate(
+        ["The cat sat on the mat."])[0]
+    translation, score = result.stdout.strip().rsplit(" ", 1)
+    assert translation == expected and float(score) < 0
