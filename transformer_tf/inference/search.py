@@ -75,8 +75,9 @@ def _rows(structure, indices):
 def _retire(ended, rows, results, values, going, state, beam_size=1):
     """Sentences that `ended` leave the search.
 
-    Their `values` (one row per sentence still going) are written into `results` (one row
-    per sentence of the batch) at their batch `rows`; the other sentences keep their rows
+    Their rows of `values()` (a function returning one row per sentence still going, called
+    only when some sentence ended) are written into `results` (one row per sentence of the
+    batch) at their batch `rows`; the other sentences keep their rows
     of `rows`, of `going` (one row per sentence) and of `state` (`beam_size` rows per
     sentence). Returns (results, rows, going, state). Nothing is copied on a step where no
     sentence ended.
@@ -85,7 +86,8 @@ def _retire(ended, rows, results, values, going, state, beam_size=1):
         done, kept = tf.where(ended)[:, 0], tf.where(~ended)[:, 0]
         at = tf.gather(rows, done)[:, tf.newaxis]
         written = tf.nest.map_structure(
-            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results, values)
+            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results,
+            values())
         kept_rows = tf.reshape(kept[:, tf.newaxis] * beam_size
                                + tf.range(beam_size, dtype=kept.dtype), [-1])
         return written, *_rows((rows, going), kept), _rows(state, kept_rows)
@@ -146,7 +148,7 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
         output = tf.concat([output, next_token[:, tf.newaxis]], axis=1)
         (tokens, final_scores), rows, (output, budgets, scores), state = _retire(
             tf.equal(next_token, EOS_ID), rows, (tokens, final_scores),
-            (tf.pad(output[:, 1:], [[0, 0], [0, width - i - 1]]), scores),
+            lambda: (tf.pad(output[:, 1:], [[0, 0], [0, width - i - 1]]), scores),
             (output, budgets, scores), state)
         return i + 1, output, rows, budgets, scores, state, tokens, final_scores
 
@@ -209,6 +211,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
 
     greedy, greedy_scores = greedy_search(model, source, max_lengths,
                                           encoded=(enc_output, padding_mask))
+    # [batch, 1, width]: greedy_search's tokens are already max(max_lengths) wide.
     greedy = tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis]
     greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
 
@@ -258,7 +261,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         best_alive = alive_scores[:, 0] / length_penalty(budgets, alpha)
         done = (i + 1 >= budgets) | (best_alive <= finished_norm[:, n_best - 1])
         results, rows, going, cache = _retire(
-            done, rows, results, (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
+            done, rows, results, lambda: (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
             (alive, (alive_scores, finished, finished_scores, finished_norm, budgets,
                      greedy)), cache, k)
         alive, going = going
@@ -266,11 +269,11 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
 
     others = tf.fill([batch, k - 1], NEG_INF)
     going = (tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
-             tf.concat([pad_to_width(greedy), tf.fill([batch, k - 1, width], PAD_ID)], 1),
+             tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
              tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
              tf.concat([(greedy_scores / length_penalty(greedy_lengths, alpha))
                         [:, tf.newaxis], others], axis=1),
-             max_lengths, pad_to_width(greedy))
+             max_lengths, greedy)
     results = (tf.fill([batch, n_best, width - 1], PAD_ID), tf.zeros([batch, n_best]))
     loop_vars = (tf.constant(0), tf.fill([batch, k, 1], BOS_ID), tf.range(batch), going,
                  cache, results)
