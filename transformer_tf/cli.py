@@ -101,8 +101,9 @@ def cmd_build_vocab(args):
     return 0
 
 
-def _export(config, translator, output, ids_only=False):
-    """Write the SavedModel, then load it back and translate one sentence as a check."""
+def _export(config, translator, output, ids_only=False, export_format="saved_model"):
+    """Write the SavedModel (or CTranslate2 model), then load it back and translate one
+    sentence as a check."""
     import tensorflow as tf
 
     from transformer_tf.data.sources import load_splits
@@ -110,6 +111,9 @@ def _export(config, translator, output, ids_only=False):
     from transformer_tf.run import RunDir
 
     run = RunDir(config.run_dir)
+    if export_format == "ctranslate2":
+        _export_ctranslate2(config, translator, Path(output or run.ctranslate2))
+        return
     directory = Path(output or config.export.directory or run.export)
     if ids_only:
         export_ids_saved_model(translator, directory)
@@ -121,6 +125,23 @@ def _export(config, translator, output, ids_only=False):
     served = tf.saved_model.load(str(directory)).signatures["serving_default"]
     translation = served(sentences=tf.constant(sources[:1]))["translations"][0]
     print(f"  check: {sources[0]!r} -> {translation.numpy().decode('utf-8')!r}")
+
+
+def _export_ctranslate2(config, translator, directory):
+    from transformer_tf.data.sources import load_splits
+    from transformer_tf.data.tokenizers import vocab_path
+    from transformer_tf.inference.export_ctranslate2 import (
+        export_ctranslate2, load_ctranslate2, translate_ctranslate2)
+    from transformer_tf.run import RunDir
+
+    vocab_dir = RunDir(config.run_dir).vocab
+    files = [vocab_path(vocab_dir, side, config.tokenizer.type) for side in ("source", "target")]
+    export_ctranslate2(translator, directory, files)
+    print(f"exported CTranslate2 model (step {translator.step}) to {directory}")
+    sources, _ = load_splits(config.data, [config.eval.split])[config.eval.split]
+    engine = load_ctranslate2(directory)
+    translation = translate_ctranslate2(engine, translator, sources[:1])[0]
+    print(f"  check: {sources[0]!r} -> {translation!r}")
 
 
 def _decoding_overrides(args):
@@ -173,7 +194,11 @@ def cmd_export(args):
     from transformer_tf.inference.translator import Translator
 
     translator = Translator.from_run(config, args.average_last, args.best)
-    _export(config, translator, args.output, ids_only=args.tokenizer == "none")
+    if args.format == "ctranslate2" and args.tokenizer == "none":
+        raise UserError("--tokenizer none is a SavedModel form; a CTranslate2 model takes "
+                        "token strings, so drop --tokenizer with --format ctranslate2.")
+    _export(config, translator, args.output, ids_only=args.tokenizer == "none",
+            export_format=args.format)
     return 0
 
 
@@ -319,9 +344,16 @@ def build_parser():
     _add_decoding_args(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    export = commands.add_parser("export", help="write a SavedModel of the latest checkpoint")
+    export = commands.add_parser("export", help="write a SavedModel (or a CTranslate2 model) "
+                                 "of the latest checkpoint")
     _add_config_args(export)
-    export.add_argument("--output", help="directory (default: export.directory or <run_dir>/export)")
+    export.add_argument("--format", choices=["saved_model", "ctranslate2"],
+                        default="saved_model",
+                        help="saved_model: TensorFlow SavedModel; ctranslate2: a CTranslate2 "
+                        "model directory with the tokenizer files (needs pip install "
+                        "'transformer_tf[ctranslate2]')")
+    export.add_argument("--output", help="directory (default: export.directory or "
+                        "<run_dir>/export; <run_dir>/ctranslate2 for --format ctranslate2)")
     export.add_argument("--tokenizer", choices=["included", "none"], default="included",
                         help="included: strings in and out (needs tensorflow-text); none: token ids in and out, core TensorFlow ops only (for "
                         "saved_model_cli run and servers without tensorflow-text)")

@@ -34,6 +34,7 @@ class RunDir:
         self.eval_logs = self.root / "logs" / "eval"
         self.eval = self.root / "eval"
         self.export = self.root / "export"
+        self.ctranslate2 = self.root / "ctranslate2"
         self.metrics = self.root / "metrics.jsonl"
 
 
