@@ -48,6 +48,14 @@ class TrainStep:
             self.apply_accumulated = tf.function(self._distributed(self._apply_accumulated),
                                                  jit_compile=train_config.jit_compile)
 
+    def traces(self):
+        """How often an update function was traced at most, for the log: "once" is what a
+        run should show, whatever its batch shapes (XLA still compiles once per shape)."""
+        functions = [self.update, getattr(self, "accumulate", None),
+                     getattr(self, "apply_accumulated", None)]
+        count = max(f.experimental_get_tracing_count() for f in functions if f is not None)
+        return "once" if count == 1 else f"{count} times"
+
     def _distributed(self, replica_fn):
         """`replica_fn` run on every replica, its metrics summed over replicas."""
         strategy = self.strategy

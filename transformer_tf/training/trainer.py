@@ -170,7 +170,8 @@ class Trainer:
                              stopped_by, step)
                     break
         writer.flush()
-        log.info("trained to step %d in %s", step, progress.elapsed())
+        log.info("trained to step %d in %s; the update was traced %s", step,
+                 progress.elapsed(), self.train_step.traces())
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         return TrainResult(self.config, step, stopped_by, self.chief)
