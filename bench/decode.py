@@ -5,6 +5,9 @@ every system:
 - this package, greedy, batches of 64 and of 256 sentences of similar length (cached, in
   the graph);
 - this package, beam search of 4, the same batches;
+- CTranslate2 (float32, the same batch sizes, every core), greedy, on the same weights
+  exported with `export --format ctranslate2`; the share of its outputs equal to this
+  package's greedy outputs is printed;
 - a reference of the tutorial's translator, written here: greedy, one sentence at a time,
   the whole model (encoder included) re-run for every new token.
 
@@ -18,25 +21,23 @@ import argparse
 import os
 import sys
 import time
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
+from common import TUTORIAL_SIZE, multi30k, multi30k_tokenizers  # noqa: E402
 from transformer_tf.config import config_from_dict  # noqa: E402
 from transformer_tf.data.pipeline import train_dataset  # noqa: E402
-from transformer_tf.data.sources import read_parallel  # noqa: E402
-from transformer_tf.data.tokenizers import (BOS_ID, EOS_ID, SentencePieceTokenizer,  # noqa: E402
-                                            train_sentencepiece)
+from transformer_tf.data.tokenizers import BOS_ID, EOS_ID  # noqa: E402
+from transformer_tf.inference.export_ctranslate2 import (  # noqa: E402
+    export_ctranslate2, load_ctranslate2, translate_ctranslate2)
 from transformer_tf.inference.translator import Translator  # noqa: E402
 from transformer_tf.run import build_model, resolve_model_config  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
 from transformer_tf.training.step import TrainStep  # noqa: E402
-
-TUTORIAL_SIZE = {"num_layers": 4, "d_model": 128, "num_heads": 8, "dff": 512,
-                 "pe_input": 128, "pe_target": 128, "rate": 0.1}
-
 
 def tutorial_translator(model):
     """The tutorial's decoding loop: one sentence, the full model re-run per token, up to
@@ -66,15 +67,12 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="64,256",
                         help="comma-separated decoding batch sizes to time")
     args = parser.parse_args(argv)
-    data = Path(args.data)
     config = config_from_dict({"model": TUTORIAL_SIZE, "data": {"batch_size": 64},
                                "train": {"warmup_steps": 400}})
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
-    train_src, train_tgt = read_parallel(data / "train.en.gz", data / "train.de.gz")
-    test_src, _ = read_parallel(data / "test_2016_flickr.en.gz", data / "test_2016_flickr.de.gz")
-    tokenizers = [SentencePieceTokenizer.from_file(
-        train_sentencepiece(text, f"/tmp/bench_decode_{side}.model", 8000), name=side)
-        for side, text in (("source", train_src), ("target", train_tgt))]
+    train_src, train_tgt = multi30k(args.data, "train")
+    test_src, _ = multi30k(args.data, "test_2016_flickr")
+    tokenizers = multi30k_tokenizers(train_src, train_tgt)
     config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,
                                         tokenizers[1].vocab_size)
     model = build_model(config.model)
@@ -87,21 +85,38 @@ def main(argv=None):
     print(f"trained {args.train_steps} steps in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
 
-    rows = []
-    runs = [(beam, int(size)) for beam in (1, 4) for size in args.batch_sizes.split(",")]
-    for beam, batch_size in runs:
-        name = f"transformer_tf {'greedy' if beam == 1 else f'beam {beam}'}, batch {batch_size}"
-        settings = config.eval.__class__(**{**config.eval.__dict__, "beam_size": beam})
-        translator = Translator(model, *tokenizers, settings)
-        translator.translate(test_src[:128], batch_size)  # trace every path once
+    def timed(name, translate):
+        """Time `translate(sentences)` on the test set after a warm-up on 128 of them; add
+        a row (output tokens counted with EOS, as the reference counts them)."""
+        translate(test_src[:128])  # trace every path once
         started = time.perf_counter()
-        outputs = translator.translate(test_src, batch_size)
+        outputs = translate(test_src)
         seconds = time.perf_counter() - started
-        # Output tokens, EOS included, as the reference counts them.
         tokens = int(tf.reduce_sum(tokenizers[1].tokenize(tf.constant(outputs))
                                    .row_lengths())) + len(outputs)
         rows.append((name, len(test_src) / seconds, tokens / seconds))
         print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
+        return outputs
+
+    rows, greedy_outputs = [], {}
+    batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+    for beam in (1, 4):
+        settings = config.eval.__class__(**{**config.eval.__dict__, "beam_size": beam})
+        translator = Translator(model, *tokenizers, settings)
+        for batch_size in batch_sizes:
+            name = f"transformer_tf {'greedy' if beam == 1 else f'beam {beam}'}, batch {batch_size}"
+            outputs = timed(name, lambda s: translator.translate(s, batch_size))
+            if beam == 1:
+                greedy, greedy_outputs[batch_size] = translator, outputs
+
+    directory = export_ctranslate2(greedy, Path(tempfile.mkdtemp()) / "ctranslate2")
+    engine = load_ctranslate2(directory, threads=len(os.sched_getaffinity(0)))
+    for batch_size in batch_sizes:
+        outputs = timed(f"CTranslate2 float32 greedy, batch {batch_size}",
+                        lambda s: translate_ctranslate2(engine, greedy, s, batch_size))
+        same = sum(a == b for a, b in zip(outputs, greedy_outputs[batch_size]))
+        print(f"    same output as transformer_tf greedy: {same} of {len(outputs)}",
+              file=sys.stderr)
 
     reference = tutorial_translator(model)
     sources = [translator.encode(tf.constant([s])) for s in test_src]

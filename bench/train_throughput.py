@@ -1,0 +1,306 @@
+"""Training throughput against peers, on the same Multi30K batches, with the matmul peak.
+
+    python bench/train_throughput.py --data ../shared/data/multi30k [--sizes small,base]
+        [--window 30] [--systems ...]   (needs pip install -e ".[bench]")
+
+One run builds the batches once (Multi30K en->de train, SentencePiece 8,000 per side,
+64 sentences per batch, length-bucketed and padded to the bucket so that XLA sees a fixed
+set of shapes) and times, one after the other, each system on them: after a warm-up that
+shows it every batch shape, three windows of `--window` seconds, median reported; tokens
+are the real (non-padding) target tokens. Systems:
+
+- transformer_tf: this package's compiled train step (`TrainStep`), float32, bfloat16,
+  and float32 with XLA (`train.jit_compile`);
+- pytorch: `torch.nn.Transformer` of the same dimensions, eager, the same loss (label
+  smoothing 0.1, summed over real tokens / their count), Adam, clipping at norm 1.0;
+- keras_hub: KerasHub's `TransformerEncoder` / `TransformerDecoder` (post-norm) of the same
+  dimensions with sinusoidal positions, trained by a compiled custom step like this
+  package's;
+- the `tf.matmul` peak of float32 and bfloat16 on this machine.
+
+Model FLOP rate = 6 x matmul weights x tokens/s (`common.matmul_weights`). The table gives
+tokens/s, each system's ratio to the others, and the FLOP rate as a fraction of the peak of
+its own precision. The tracing count of this package's update after all windows is printed
+too (one trace serves every batch shape).
+"""
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from common import SIZES, matmul_weights, multi30k, multi30k_tokenizers
+from transformer_tf.config import config_from_dict
+from transformer_tf.data.pipeline import train_dataset
+from transformer_tf.model.layers import positional_encoding
+from transformer_tf.run import build_model, resolve_model_config
+from transformer_tf.training.losses import masked_loss_sum
+from transformer_tf.training.optimizers import make_optimizer
+from transformer_tf.training.step import TrainStep
+
+SYSTEMS = ["transformer_tf float32", "transformer_tf bfloat16", "transformer_tf float32 XLA",
+           "pytorch eager", "keras_hub"]
+BATCH_SENTENCES = 64
+LABEL_SMOOTHING = 0.1
+
+
+def make_batches(data_dir, count):
+    """`count` (source, target) int32 numpy batches in training order, the model config
+    resolved for their vocabularies, and the data config."""
+    config = config_from_dict({"data": {"batch_size": BATCH_SENTENCES, "pad_to_buckets": True,
+                                        "max_length": 64}})
+    tf.keras.utils.set_random_seed(config.train.seed)
+    sources, targets = multi30k(data_dir, "train")
+    tokenizers = multi30k_tokenizers(sources, targets)
+    dataset = train_dataset(sources, targets, *tokenizers, config.data, seed=1,
+                            num_batches=count)
+    batches = [(s.numpy(), t.numpy()) for s, t in dataset]
+    return batches, [t.vocab_size for t in tokenizers]
+
+
+def real_target_tokens(target):
+    return int(np.count_nonzero(target[:, 1:]))
+
+
+def time_windows(step, batches, window, windows=3):
+    """Tokens/s of `step(source, target)` in `windows` windows of `window` seconds, cycling
+    through `batches`."""
+    rates, index = [], 0
+    for _ in range(windows):
+        tokens, start = 0, time.perf_counter()
+        while time.perf_counter() - start < window:
+            source, target = batches[index % len(batches)]
+            step(source, target)
+            tokens += real_target_tokens(target)
+            index += 1
+        rates.append(tokens / (time.perf_counter() - start))
+    return rates
+
+
+def warm_up(step, batches):
+    """One batch of every shape (each shape traced or compiled once), then a few more."""
+    seen = {}
+    for source, target in batches:
+        seen.setdefault((source.shape, target.shape), (source, target))
+    for source, target in [*seen.values(), *batches[:5]]:
+        step(source, target)
+    return len(seen)
+
+
+# -- the systems ------------------------------------------------------------------------
+
+
+def transformer_tf_step(model_config, precision, jit):
+    config = config_from_dict({"model": model_config.__dict__,
+                               "train": {"precision": precision, "jit_compile": jit,
+                                         "label_smoothing": LABEL_SMOOTHING}})
+    model = build_model(config.model, precision)
+    optimizer = make_optimizer(config.train, config.model.d_model)
+    optimizer.build(model.trainable_variables)
+    train_step = TrainStep(model, optimizer, config.train)
+
+    def step(source, target):
+        return float(train_step.update(source, target)["tokens"])  # waits for the update
+
+    step.traces = train_step.update.experimental_get_tracing_count
+    return step
+
+
+def keras_hub_step(model_config):
+    import keras_hub
+
+    m = model_config
+
+    class KerasHubTransformer(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.source_embedding = tf.keras.layers.Embedding(m.input_vocab_size, m.d_model)
+            self.target_embedding = tf.keras.layers.Embedding(m.target_vocab_size, m.d_model)
+            self.positions = keras_hub.layers.SinePositionEncoding()
+            self.encoders = [keras_hub.layers.TransformerEncoder(
+                m.dff, m.num_heads, dropout=m.rate) for _ in range(m.num_layers)]
+            self.decoders = [keras_hub.layers.TransformerDecoder(
+                m.dff, m.num_heads, dropout=m.rate) for _ in range(m.num_layers)]
+            self.dropout = tf.keras.layers.Dropout(m.rate)
+            self.final_layer = tf.keras.layers.Dense(m.target_vocab_size)
+
+        def embed(self, embedding, ids, training):
+            x = embedding(ids) * math.sqrt(m.d_model)
+            return self.dropout(x + self.positions(x), training=training)
+
+        def call(self, source, target, training=False):
+            source_mask, target_mask = source != 0, target != 0
+            x = self.embed(self.source_embedding, source, training)
+            for encoder in self.encoders:
+                x = encoder(x, padding_mask=source_mask, training=training)
+            y = self.embed(self.target_embedding, target, training)
+            for decoder in self.decoders:
+                y = decoder(y, x, decoder_padding_mask=target_mask,
+                            encoder_padding_mask=source_mask, training=training)
+            return self.final_layer(y)
+
+    model = KerasHubTransformer()
+    optimizer = tf.keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+    spec = tf.TensorSpec([None, None], tf.int32)
+
+    @tf.function(input_signature=[spec, spec])
+    def update(source, target):
+        with tf.GradientTape() as tape:
+            logits = model(source, target[:, :-1], training=True)
+            loss_sum, tokens = masked_loss_sum(target[:, 1:], logits, LABEL_SMOOTHING)
+            loss = loss_sum / tokens
+        gradients = tape.gradient(loss, model.trainable_variables)
+        gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return tokens
+
+    return lambda source, target: float(update(source, target))
+
+
+def pytorch_step(model_config):
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # every core, as TensorFlow uses
+    torch.manual_seed(1)
+    m = model_config
+    table = torch.from_numpy(positional_encoding(m.pe_target, m.d_model).numpy()[0])
+
+    class TorchTransformer(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.source_embedding = torch.nn.Embedding(m.input_vocab_size, m.d_model)
+            self.target_embedding = torch.nn.Embedding(m.target_vocab_size, m.d_model)
+            self.register_buffer("positions", table)
+            self.dropout = torch.nn.Dropout(m.rate)
+            self.core = torch.nn.Transformer(
+                m.d_model, m.num_heads, m.num_layers, m.num_layers, m.dff, m.rate,
+                batch_first=True)  # post-norm, ReLU: the paper's layers
+            self.final_layer = torch.nn.Linear(m.d_model, m.target_vocab_size)
+
+        def embed(self, embedding, ids):
+            x = embedding(ids) * math.sqrt(m.d_model)
+            return self.dropout(x + self.positions[: ids.shape[1]])
+
+        def forward(self, source, target):
+            length = target.shape[1]
+            causal = torch.ones(length, length, dtype=torch.bool).triu(1)  # True: masked
+            out = self.core(self.embed(self.source_embedding, source),
+                            self.embed(self.target_embedding, target), tgt_mask=causal,
+                            src_key_padding_mask=source == 0, tgt_key_padding_mask=target == 0,
+                            memory_key_padding_mask=source == 0, tgt_is_causal=True)
+            return self.final_layer(out)
+
+    model = TorchTransformer().train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-4, betas=(0.9, 0.98), eps=1e-9)
+
+    def step(source, target):
+        source = torch.from_numpy(source.astype(np.int64))
+        target = torch.from_numpy(target.astype(np.int64))
+        labels = target[:, 1:]
+        logits = model(source, target[:, :-1])
+        loss_sum = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=0,
+            label_smoothing=LABEL_SMOOTHING, reduction="sum")
+        tokens = (labels != 0).sum()
+        optimizer.zero_grad(set_to_none=True)
+        (loss_sum / tokens).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return float(tokens)
+
+    return step
+
+
+def matmul_peak(dtype, size=4096, window=5.0):
+    """GFLOP/s of chained [size, size] matmuls (median of three windows)."""
+    a = tf.random.normal([size, size], dtype=tf.float32)
+    a = tf.cast(a / math.sqrt(size), dtype)
+
+    @tf.function
+    def chain(x):
+        for _ in range(4):
+            x = tf.matmul(x, a)
+        return x
+
+    chain(a).numpy()
+    rates = []
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < window:
+            chain(a).numpy()
+            count += 4
+        rates.append(2 * size ** 3 * count / (time.perf_counter() - start) / 1e9)
+    return statistics.median(rates)
+
+
+def make_step(system, model_config):
+    if system.startswith("transformer_tf"):
+        precision = "bfloat16" if "bfloat16" in system else "float32"
+        return transformer_tf_step(model_config, precision, jit="XLA" in system)
+    if system == "pytorch eager":
+        return pytorch_step(model_config)
+    if system == "keras_hub":
+        return keras_hub_step(model_config)
+    raise SystemExit(f"unknown system '{system}'; choose from {', '.join(SYSTEMS)}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/multi30k")
+    parser.add_argument("--sizes", default="small,base", help=f"of {', '.join(SIZES)}")
+    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--window", type=float, default=30.0, help="seconds per window")
+    parser.add_argument("--batches", type=int, default=200, help="distinct batches cycled")
+    args = parser.parse_args(argv)
+    systems = args.systems.split(",")
+    batches, (source_vocab, target_vocab) = make_batches(args.data, args.batches)
+    print(f"{len(batches)} batches of {BATCH_SENTENCES} sentences, "
+          f"{statistics.mean(real_target_tokens(t) for _, t in batches):,.0f} real target "
+          f"tokens each on average; 3 windows of {args.window:.0f} s per system",
+          file=sys.stderr)
+    peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
+    print(f"tf.matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 "
+          f"{peaks['bfloat16']:.0f} GFLOP/s", file=sys.stderr)
+
+    results = {}
+    for size in args.sizes.split(","):
+        model_config = resolve_model_config(config_from_dict({"model": SIZES[size]}).model,
+                                            source_vocab, target_vocab)
+        weights = matmul_weights(model_config)
+        for system in systems:
+            tf.keras.utils.set_random_seed(1)
+            step = make_step(system, model_config)
+            started = time.perf_counter()
+            shapes = warm_up(step, batches)
+            warm = time.perf_counter() - started
+            rates = time_windows(step, batches, args.window)
+            results[size, system] = statistics.median(rates)
+            traced = (f", update traced {step.traces()} time(s) for {shapes} batch shapes"
+                      if hasattr(step, "traces") else "")
+            print(f"  {size} / {system}: warm-up {warm:.0f} s{traced}; "
+                  f"{' / '.join(f'{r:,.0f}' for r in rates)} tokens/s", file=sys.stderr)
+        results[size, "weights"] = weights
+
+    print(f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
+          "model GFLOP/s | of peak |")
+    print("|---|---|---|" + "---|" * len(systems) + "---|---|")
+    for size in args.sizes.split(","):
+        for system in systems:
+            rate = results[size, system]
+            gflops = 6 * results[size, "weights"] * rate / 1e9
+            peak = peaks["bfloat16" if "bfloat16" in system else "float32"]
+            ratios = " | ".join(f"{rate / results[size, other]:.2f}x" for other in systems)
+            print(f"| {size} | {system} | {rate:,.0f} | {ratios} | {gflops:.1f} | "
+                  f"{gflops / peak:.0%} |")
+    cells = ["", "tf.matmul peak, float32 / bfloat16", "", *[""] * len(systems),
+             f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f}", ""]
+    print(f"| {' | '.join(cells)} |")
+
+
+if __name__ == "__main__":
+    main()
