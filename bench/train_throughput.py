@@ -95,14 +95,30 @@ def warm_up(step, batches):
 # -- the systems ------------------------------------------------------------------------
 
 
-def transformer_tf_step(model_config, precision, jit):
+def package_train_step(model_config, precision="float32", jit=False):
+    """This package's `TrainStep` for a fresh model (seed TensorFlow first)."""
     config = config_from_dict({"model": model_config.__dict__,
                                "train": {"precision": precision, "jit_compile": jit,
                                          "label_smoothing": LABEL_SMOOTHING}})
     model = build_model(config.model, precision)
     optimizer = make_optimizer(config.train, config.model.d_model)
     optimizer.build(model.trainable_variables)
-    train_step = TrainStep(model, optimizer, config.train)
+    return TrainStep(model, optimizer, config.train)
+
+
+def loss_curve(model_config, batches, precision, steps, every=100):
+    """Mean training loss of each `every` steps over the first `steps`, from seed 1."""
+    tf.keras.utils.set_random_seed(1)
+    train_step = package_train_step(model_config, precision)
+    losses = []
+    for i in range(steps):
+        metrics = train_step.update(*batches[i % len(batches)])
+        losses.append(float(metrics["loss_sum"] / metrics["tokens"]))
+    return [statistics.mean(losses[i:i + every]) for i in range(0, steps, every)]
+
+
+def transformer_tf_step(model_config, precision, jit):
+    train_step = package_train_step(model_config, precision, jit)
 
     def step(source, target):
         return float(train_step.update(source, target)["tokens"])  # waits for the update
@@ -238,6 +254,58 @@ def matmul_peak(dtype, size=4096, window=5.0):
     return statistics.median(rates)
 
 
+def stage_times(model_config, batches, repeats=10):
+    """Where this package's float32 update spends its time, on the most common batch shape:
+    milliseconds of the forward pass, forward + backward, the whole update (the optimizer
+    is the difference), and the output layer with the loss alone (forward + backward)."""
+    train_step = package_train_step(model_config)
+    model = train_step.model
+    shapes = [(s.shape, t.shape) for s, t in batches]
+    common = max(set(shapes), key=shapes.count)
+    source, target = next(b for b, shape in zip(batches, shapes) if shape == common)
+    labels = target[:, 1:]
+
+    @tf.function
+    def forward(source, target):
+        return tf.reduce_sum(model(source, target[:, :-1], training=True)[0])
+
+    @tf.function
+    def backward(source, target):
+        with tf.GradientTape() as tape:
+            logits = model(source, target[:, :-1], training=True)[0]
+            loss = masked_loss_sum(target[:, 1:], logits, LABEL_SMOOTHING)[0]
+        gradients = tape.gradient(loss, model.trainable_variables)
+        # Dense, as the update makes them; one number out, so nothing large is copied.
+        return tf.linalg.global_norm([tf.convert_to_tensor(g) for g in gradients])
+
+    hidden = tf.random.normal([*labels.shape, model_config.d_model])
+    final_layer = model.final_layer
+
+    @tf.function
+    def output_layer(hidden):
+        with tf.GradientTape() as tape:
+            tape.watch(hidden)
+            loss = masked_loss_sum(labels, final_layer(hidden), LABEL_SMOOTHING)[0]
+        return tf.linalg.global_norm(tape.gradient(loss, [hidden,
+                                                          *final_layer.trainable_variables]))
+
+    def milliseconds(function, *args):
+        function(*args)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            result = function(*args)
+            (result["tokens"] if isinstance(result, dict) else result).numpy()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    return common, {"forward": milliseconds(forward, source, target),
+                    "forward + backward": milliseconds(backward, source, target),
+                    "whole update": milliseconds(train_step.update, source, target),
+                    "output layer + loss, forward + backward": milliseconds(output_layer,
+                                                                             hidden)}
+
+
 def make_step(system, model_config):
     if system.startswith("transformer_tf"):
         precision = "bfloat16" if "bfloat16" in system else "float32"
@@ -256,6 +324,10 @@ def main(argv=None):
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--window", type=float, default=30.0, help="seconds per window")
     parser.add_argument("--batches", type=int, default=200, help="distinct batches cycled")
+    parser.add_argument("--loss-curve-steps", type=int, default=0,
+                        help="also train float32 and bfloat16 this many steps from the same "
+                        "start and compare their loss curves (per 100 steps)")
+    parser.add_argument("--loss-curve-size", default="small")
     args = parser.parse_args(argv)
     systems = args.systems.split(",")
     batches, (source_vocab, target_vocab) = make_batches(args.data, args.batches)
@@ -285,6 +357,22 @@ def main(argv=None):
             print(f"  {size} / {system}: warm-up {warm:.0f} s{traced}; "
                   f"{' / '.join(f'{r:,.0f}' for r in rates)} tokens/s", file=sys.stderr)
         results[size, "weights"] = weights
+        shape, stages = stage_times(model_config, batches)
+        print(f"  {size} / transformer_tf float32, batch {shape[1][0]} x {shape[1][1]} "
+              f"target tokens: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in
+                                           stages.items()), file=sys.stderr)
+
+    if args.loss_curve_steps:
+        model_config = resolve_model_config(
+            config_from_dict({"model": SIZES[args.loss_curve_size]}).model, source_vocab,
+            target_vocab)
+        curves = {p: loss_curve(model_config, batches, p, args.loss_curve_steps)
+                  for p in ("float32", "bfloat16")}
+        gaps = [abs(b - f) / f for f, b in zip(curves["float32"], curves["bfloat16"])]
+        print(f"  loss per 100 steps ({args.loss_curve_size}): float32 "
+              f"{' '.join(f'{x:.3f}' for x in curves['float32'])}; bfloat16 "
+              f"{' '.join(f'{x:.3f}' for x in curves['bfloat16'])}; largest gap "
+              f"{max(gaps):.1%}", file=sys.stderr)
 
     print(f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
           "model GFLOP/s | of peak |")
