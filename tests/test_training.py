@@ -161,6 +161,39 @@ def test_accumulating_two_batches_is_one_batch_twice_as_large():
         np.testing.assert_allclose(two, one, atol=1e-5)
 
 
+def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
+    config = load_config(QUICKSTART, ["model.num_layers=1", "model.d_model=32", "model.dff=64",
+                                      "model.rate=0.0", "model.input_vocab_size=40",
+                                      "model.target_vocab_size=40", "train.clip_norm=0.05"])
+    rng = np.random.default_rng(1)
+    source = rng.integers(4, 40, size=(4, 6)).astype(np.int32)
+    target = rng.integers(4, 40, size=(4, 7)).astype(np.int32)
+    target[0, 5:] = 0  # padding is not a token
+
+    tf.keras.utils.set_random_seed(5)
+    model = build_model(config.model)
+    before = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:  # the mean over real target tokens, by hand
+        logits, _ = model(source, target[:, :-1], training=False)
+        labels = target[:, 1:]
+        mask = tf.cast(labels != 0, tf.float32)
+        losses = tf.keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True) * (1.0 - config.train.label_smoothing)
+        uniform = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
+        losses += config.train.label_smoothing * uniform
+        loss = tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+    expected = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+    norm = tf.linalg.global_norm(expected)
+    assert norm > 0.05  # so the update must clip
+    expected, _ = tf.clip_by_global_norm(expected, 0.05)
+
+    step = TrainStep(model, tf.keras.optimizers.SGD(learning_rate=1.0), config.train)
+    reported = step.update(source, target)["grad_norm"]
+    np.testing.assert_allclose(reported, norm, rtol=1e-5)
+    for b, g, v in zip(before, expected, model.trainable_variables):
+        np.testing.assert_allclose(b - v.numpy(), g.numpy(), atol=1e-6)
+
+
 def test_bfloat16_run_trains(tmp_path):
     run_dir = tmp_path / "bf16"
     assert main(["train", *tiny_args(run_dir, "train.precision=bfloat16", "train.steps=100"),
