@@ -89,20 +89,19 @@ class TrainStep:
         by the tokens, clip, apply; return the norm."""
         context = tf.distribute.get_replica_context()
         tokens, gradients = context.all_reduce(_SUM, [tokens, gradients])
-        # Normalising by the tokens, clipping and the replica share below are one factor,
-        # applied in one pass over the gradients.
-        factor = 1.0 / tf.maximum(tokens, 1.0)
+        gradients = [g / tf.maximum(tokens, 1.0) for g in gradients]
         # With float16 loss scaling the gradients are still scaled here; the optimizer
         # unscales them, so the norm and the clipping threshold are scaled alike.
         scale = self.optimizer.dynamic_scale if self.loss_scaling else 1.0
-        norm = tf.linalg.global_norm(gradients) * factor
+        norm = tf.linalg.global_norm(gradients)
         if self.clip_norm:
-            threshold = self.clip_norm * scale
-            factor *= threshold / tf.maximum(norm, threshold)  # as tf.clip_by_global_norm
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * scale,
+                                                  use_norm=norm)
         # Keras 3 optimizers sum gradients over replicas once more: hand each replica its
         # share of the total, so the sum is the total again.
-        factor /= self.strategy.num_replicas_in_sync
-        gradients = [g * tf.cast(factor, g.dtype) for g in gradients]
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            gradients = [g / replicas for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         return norm / scale
 
