@@ -112,7 +112,7 @@ def _export(config, translator, output, ids_only=False, export_format="saved_mod
 
     run = RunDir(config.run_dir)
     if export_format == "ctranslate2":
-        _export_ctranslate2(config, translator, Path(output or run.ctranslate2))
+        _export_ctranslate2(config, translator, Path(output or run.ctranslate2), run.vocab)
         return
     directory = Path(output or config.export.directory or run.export)
     if ids_only:
@@ -127,14 +127,12 @@ def _export(config, translator, output, ids_only=False, export_format="saved_mod
     print(f"  check: {sources[0]!r} -> {translation.numpy().decode('utf-8')!r}")
 
 
-def _export_ctranslate2(config, translator, directory):
+def _export_ctranslate2(config, translator, directory, vocab_dir):
     from transformer_tf.data.sources import load_splits
     from transformer_tf.data.tokenizers import vocab_path
     from transformer_tf.inference.export_ctranslate2 import (
         export_ctranslate2, load_ctranslate2, translate_ctranslate2)
-    from transformer_tf.run import RunDir
 
-    vocab_dir = RunDir(config.run_dir).vocab
     files = [vocab_path(vocab_dir, side, config.tokenizer.type) for side in ("source", "target")]
     export_ctranslate2(translator, directory, files)
     print(f"exported CTranslate2 model (step {translator.step}) to {directory}")

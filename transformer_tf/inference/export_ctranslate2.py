@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, UNK_ID
+from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from transformer_tf.errors import UserError
 
 LAYER_NORM_EPSILON = 1e-6  # the package's layer norms (model/layers.py)
@@ -131,13 +131,13 @@ def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_siz
     """Translate a list of strings with a CTranslate2 `engine`, tokenized, length-limited
     and detokenized as `translator` does, so that greedy outputs compare token for token.
     CTranslate2 batches by length itself (`batch_size` sentences at a time)."""
-    strings = tf.constant(sentences)
-    _, budgets = translator.encode(strings)  # one limit per call: the largest, then each cut
+    # The package's own encoding (pieces cut to what the model reads, EOS, padding), so that
+    # both engines see the same source; CTranslate2 adds the EOS back itself.
+    source, budgets = translator.encode(tf.constant(sentences))
     budgets = budgets.numpy().tolist()
     source_vocabulary = translator.source_tokenizer.vocabulary()
-    longest = translator.model.pe_input - 1  # cut as `encode_source` does, EOS to follow
-    pieces = [[source_vocabulary[i] for i in row[:longest]]
-              for row in translator.source_tokenizer.tokenize(strings).to_list()]
+    pieces = [[source_vocabulary[i] for i in row if i not in (PAD_ID, EOS_ID)]
+              for row in source.numpy().tolist()]
     results = engine.translate_batch(pieces, beam_size=beam_size, max_batch_size=batch_size,
                                      max_decoding_length=max(budgets, default=1))
     target_ids = {piece: i for i, piece in enumerate(translator.target_tokenizer.vocabulary())}
