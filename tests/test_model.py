@@ -104,3 +104,13 @@ def test_get_config_round_trips(model):
     clone = Transformer.from_config(config)
     assert clone.get_config() == config
     assert config["num_layers"] == 2 and config["target_vocab_size"] == VOCAB_OUT
+
+
+def test_token_embeddings_start_at_unit_scale(model):
+    # Scaled by sqrt(d_model), token embeddings start with standard deviation 1 (tensor2tensor,
+    # fairseq), the size of the sinusoid positions; Keras' default (a third of it) was
+    # measured to leave a small model stuck at the unigram loss.
+    model(*_batch(), training=False)
+    for stack in (model.encoder, model.decoder):
+        scaled = stack.embedding.embedding.embeddings.numpy() * np.sqrt(model.d_model)
+        assert abs(scaled.mean()) < 0.1 and 0.9 < scaled.std() < 1.1
