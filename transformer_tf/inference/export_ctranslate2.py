@@ -20,8 +20,7 @@ import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from transformer_tf.errors import UserError
-
-LAYER_NORM_EPSILON = 1e-6  # the package's layer norms (model/layers.py)
+from transformer_tf.model.layers import LAYER_NORM_EPSILON
 
 
 def _ctranslate2():

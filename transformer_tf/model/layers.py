@@ -8,6 +8,9 @@ import tensorflow as tf
 
 from transformer_tf.model.attention import MultiHeadAttention
 
+# Of every layer norm; exports that rebuild the model elsewhere (CTranslate2) read it here.
+LAYER_NORM_EPSILON = 1e-6
+
 
 def positional_encoding(length, d_model):
     """Sinusoidal positional encoding (paper, section 3.5). -> [1, length, d_model] float32."""
@@ -94,8 +97,8 @@ class EncoderLayer(tf.keras.layers.Layer):
         self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
         self.mha = MultiHeadAttention(d_model, num_heads, name="self_attention")
         self.ffn = FeedForward(d_model, dff, name="feed_forward")
-        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
         self.dropout1 = tf.keras.layers.Dropout(rate)
         self.dropout2 = tf.keras.layers.Dropout(rate)
 
@@ -124,9 +127,9 @@ class DecoderLayer(tf.keras.layers.Layer):
         self.mha1 = MultiHeadAttention(d_model, num_heads, name="self_attention")
         self.mha2 = MultiHeadAttention(d_model, num_heads, name="cross_attention")
         self.ffn = FeedForward(d_model, dff, name="feed_forward")
-        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.layernorm3 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+        self.layernorm3 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
         self.dropout1 = tf.keras.layers.Dropout(rate)
         self.dropout2 = tf.keras.layers.Dropout(rate)
         self.dropout3 = tf.keras.layers.Dropout(rate)
