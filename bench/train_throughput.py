@@ -12,11 +12,17 @@ are the real (non-padding) target tokens. Systems:
 - transformer_tf: this package's compiled train step (`TrainStep`), float32, bfloat16,
   and float32 with XLA (`train.jit_compile`);
 - pytorch: `torch.nn.Transformer` of the same dimensions, eager, the same loss (label
-  smoothing 0.1, summed over real tokens / their count), Adam, clipping at norm 1.0;
+  smoothing 0.1, summed over real tokens / their count);
 - keras_hub: KerasHub's `TransformerEncoder` / `TransformerDecoder` (post-norm) of the same
   dimensions with sinusoidal positions, trained by a compiled custom step like this
   package's;
 - the `tf.matmul` peak of float32 and bfloat16 on this machine.
+
+All systems train with the package's inverse-square-root schedule (`TRAIN`: peak 0.003 after
+100 warm-up updates), Adam (0.9, 0.98, 1e-9), label smoothing 0.1 and clipping at norm 1.0.
+`--loss-curve-steps N` also trains each system N updates on N distinct batches from seed 1 and
+prints the mean training loss of every 100: how fast each learns, not only how fast it runs
+(the test of an initialization or a numerical change: bfloat16 against float32).
 
 Model FLOP rate = 6 x matmul weights x tokens/s (`common.matmul_weights`). The table gives
 tokens/s, each system's ratio to the others, and the FLOP rate as a fraction of the peak of
@@ -41,12 +47,17 @@ from transformer_tf.model.layers import positional_encoding
 from transformer_tf.run import build_model, resolve_model_config
 from transformer_tf.training.losses import masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
+from transformer_tf.training.schedules import make_schedule
 from transformer_tf.training.step import TrainStep
 
 SYSTEMS = ["transformer_tf float32", "transformer_tf bfloat16", "transformer_tf float32 XLA",
            "pytorch eager", "keras_hub"]
 BATCH_SENTENCES = 64
 LABEL_SMOOTHING = 0.1
+# Every system trains with this (the package's schedule, fed to PyTorch and KerasHub too): a
+# fast small-model rate, at which the loss curves show how quickly each system learns.
+TRAIN = {"label_smoothing": LABEL_SMOOTHING, "schedule": "inverse_sqrt",
+         "learning_rate": 0.003, "warmup_steps": 100, "clip_norm": 1.0}
 
 
 def make_batches(data_dir, count):
@@ -98,30 +109,34 @@ def warm_up(step, batches):
 def package_train_step(model_config, precision="float32", jit=False):
     """This package's `TrainStep` for a fresh model (seed TensorFlow first)."""
     config = config_from_dict({"model": model_config.__dict__,
-                               "train": {"precision": precision, "jit_compile": jit,
-                                         "label_smoothing": LABEL_SMOOTHING}})
+                               "train": {**TRAIN, "precision": precision, "jit_compile": jit}})
     model = build_model(config.model, precision)
     optimizer = make_optimizer(config.train, config.model.d_model)
     optimizer.build(model.trainable_variables)
     return TrainStep(model, optimizer, config.train)
 
 
-def loss_curve(model_config, batches, precision, steps, every=100):
-    """Mean training loss of each `every` steps over the first `steps`, from seed 1."""
-    tf.keras.utils.set_random_seed(1)
-    train_step = package_train_step(model_config, precision)
-    losses = []
-    for i in range(steps):
-        metrics = train_step.update(*batches[i % len(batches)])
-        losses.append(float(metrics["loss_sum"] / metrics["tokens"]))
+def train_schedule():
+    """The package's learning-rate schedule under `TRAIN` (it needs no d_model)."""
+    return make_schedule(config_from_dict({"train": TRAIN}).train, d_model=None)
+
+
+def loss_curve(step, batches, steps, every=100):
+    """Mean training loss of each `every` updates of `step` over the first `steps` batches."""
+    losses = [step(*batches[i]) for i in range(steps)]
     return [statistics.mean(losses[i:i + every]) for i in range(0, steps, every)]
+
+
+# Each system's `step(source, target)` makes one update and returns its label-smoothed loss
+# per real target token (a Python float, so the update has finished).
 
 
 def transformer_tf_step(model_config, precision, jit):
     train_step = package_train_step(model_config, precision, jit)
 
     def step(source, target):
-        return float(train_step.update(source, target)["tokens"])  # waits for the update
+        metrics = train_step.update(source, target)
+        return float(metrics["loss_sum"] / metrics["tokens"])
 
     step.traces = train_step.update.experimental_get_tracing_count
     return step
@@ -161,7 +176,8 @@ def keras_hub_step(model_config):
             return self.final_layer(y)
 
     model = KerasHubTransformer()
-    optimizer = tf.keras.optimizers.Adam(1e-4, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+    optimizer = tf.keras.optimizers.Adam(train_schedule(), beta_1=0.9, beta_2=0.98,
+                                         epsilon=1e-9)
     spec = tf.TensorSpec([None, None], tf.int32)
 
     @tf.function(input_signature=[spec, spec])
@@ -171,9 +187,9 @@ def keras_hub_step(model_config):
             loss_sum, tokens = masked_loss_sum(target[:, 1:], logits, LABEL_SMOOTHING)
             loss = loss_sum / tokens
         gradients = tape.gradient(loss, model.trainable_variables)
-        gradients, _ = tf.clip_by_global_norm(gradients, 1.0)
+        gradients, _ = tf.clip_by_global_norm(gradients, TRAIN["clip_norm"])
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return tokens
+        return loss
 
     return lambda source, target: float(update(source, target))
 
@@ -212,7 +228,9 @@ def pytorch_step(model_config):
             return self.final_layer(out)
 
     model = TorchTransformer().train()
-    optimizer = torch.optim.Adam(model.parameters(), 1e-4, betas=(0.9, 0.98), eps=1e-9)
+    optimizer = torch.optim.Adam(model.parameters(), 1.0, betas=(0.9, 0.98), eps=1e-9)
+    rate = train_schedule()
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(rate(i)))
 
     def step(source, target):
         source = torch.from_numpy(source.astype(np.int64))
@@ -225,9 +243,10 @@ def pytorch_step(model_config):
         tokens = (labels != 0).sum()
         optimizer.zero_grad(set_to_none=True)
         (loss_sum / tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip_norm"])
         optimizer.step()
-        return float(tokens)
+        schedule.step()
+        return float(loss_sum.detach() / tokens)
 
     return step
 
@@ -331,12 +350,13 @@ def main(argv=None):
     parser.add_argument("--window", type=float, default=30.0, help="seconds per window")
     parser.add_argument("--batches", type=int, default=200, help="distinct batches cycled")
     parser.add_argument("--loss-curve-steps", type=int, default=0,
-                        help="also train float32 and bfloat16 this many steps from the same "
-                        "start and compare their loss curves (per 100 steps)")
+                        help="also train each system this many updates on the same distinct "
+                        "batches from seed 1 and print its loss per 100 updates")
     parser.add_argument("--loss-curve-size", default="small")
     args = parser.parse_args(argv)
     systems = args.systems.split(",")
-    batches, (source_vocab, target_vocab) = make_batches(args.data, args.batches)
+    batches, (source_vocab, target_vocab) = make_batches(
+        args.data, max(args.batches, args.loss_curve_steps))
     print(f"{len(batches)} batches of {BATCH_SENTENCES} sentences, "
           f"{statistics.mean(real_target_tokens(t) for _, t in batches):,.0f} real target "
           f"tokens each on average; 3 windows of {args.window:.0f} s per system",
@@ -373,13 +393,16 @@ def main(argv=None):
         model_config = resolve_model_config(
             config_from_dict({"model": SIZES[args.loss_curve_size]}).model, source_vocab,
             target_vocab)
-        curves = {p: loss_curve(model_config, batches, p, args.loss_curve_steps)
-                  for p in ("float32", "bfloat16")}
-        gaps = [abs(b - f) / f for f, b in zip(curves["float32"], curves["bfloat16"])]
-        print(f"  loss per 100 steps ({args.loss_curve_size}): float32 "
-              f"{' '.join(f'{x:.3f}' for x in curves['float32'])}; bfloat16 "
-              f"{' '.join(f'{x:.3f}' for x in curves['bfloat16'])}; largest gap "
-              f"{max(gaps):.1%}", file=sys.stderr)
+        print(f"\nTraining loss (label-smoothed, per real target token), mean of each 100 "
+              f"updates; {args.loss_curve_size} model, {TRAIN}:")
+        steps = range(100, args.loss_curve_steps + 1, 100)
+        print(f"| system | {' | '.join(f'{s}' for s in steps)} |")
+        print("|---|" + "---|" * len(steps))
+        for system in systems:
+            tf.keras.utils.set_random_seed(1)
+            curve = loss_curve(make_step(system, model_config), batches, args.loss_curve_steps)
+            print(f"| {system} | {' | '.join(f'{x:.3f}' for x in curve)} |", flush=True)
+        print()
 
     print(f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
           "model GFLOP/s | of peak |")
