@@ -1,6 +1,7 @@
 """The training loop over a long run: exact resume, signals, crashes during a save,
 accumulation, mixed precision, divergence, early stopping, checkpoint averaging."""
 
+import json
 import os
 import signal
 import subprocess
@@ -246,6 +247,17 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(trained_run):
         np.testing.assert_allclose(mean.numpy(), (a.numpy() + b.numpy()) / 2, atol=1e-6)
     assert not np.allclose(first.trainable_variables[0].numpy(),
                            last.trainable_variables[0].numpy())
+
+
+def test_evaluating_an_average_records_it_beside_the_single_checkpoint(copy_run, capsys):
+    single = (copy_run / "eval" / "test-step150.hyp.txt").read_text(encoding="utf-8")
+    assert main(["evaluate", "--run-dir", str(copy_run), "--split", "test",
+                 "--average-last", "2"]) == 0
+    assert "step 150, mean of the last 2 checkpoints)" in capsys.readouterr().out
+    assert (copy_run / "eval" / "test-step150-mean2.hyp.txt").exists()
+    assert (copy_run / "eval" / "test-step150.hyp.txt").read_text(encoding="utf-8") == single
+    record = json.loads((copy_run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["averaged_checkpoints"] == 2 and record["step"] == 150
 
 
 def test_averaging_more_checkpoints_than_kept_is_refused(trained_run, capsys):

@@ -53,7 +53,9 @@ def _config_from_args(args):
 
 def _print_evaluation(result):
     print(f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
-          f"({result['sentences']} sentences, step {result['step']})")
+          f"({result['sentences']} sentences, step {result['step']}"
+          + (f", mean of the last {result['averaged_checkpoints']} checkpoints"
+             if "averaged_checkpoints" in result else "") + ")")
     print(f"  {result['bleu_signature']}")
     print(f"  {result['chrf_signature']}")
     print(f"  hypotheses: {result['hypotheses_file']}")

@@ -29,6 +29,8 @@ def record_evaluation(run_dir, result, hypotheses, samples, images=None):
     name, step = result["split"], result["step"]
     run.eval.mkdir(parents=True, exist_ok=True)
     stem = f"{name}-step{step}" if step is not None else name
+    if result.get("averaged_checkpoints", 1) > 1:  # not the file of checkpoint `step` alone
+        stem += f"-mean{result['averaged_checkpoints']}"
     hypotheses_file = run.eval / f"{stem}.hyp.txt"
     hypotheses_file.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     (run.eval / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n",
@@ -58,6 +60,8 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
     log.info("translating %d sentences (%s)", len(sources), name)
     hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
     result = {"step": translator.step, "split": name, "sentences": len(sources), **scores}
+    if getattr(translator, "averaged", 1) > 1:  # a SavedModel does not say
+        result["averaged_checkpoints"] = translator.averaged
     samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
     hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
     return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}

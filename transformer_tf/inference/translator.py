@@ -55,6 +55,8 @@ class Translator(tf.Module):
         eval_config: `EvalConfig`, the decoding settings (beam_size, length_penalty,
             sampling_topk, sampling_temperature, max_length_ratio, max_length_offset).
         step: int, training step of the weights, for the record.
+        averaged: int, how many checkpoints (the last, up to `step`) the weights are the mean
+            of, for the record; 1: one checkpoint.
 
     Example:
         >>> translator = Translator(model, source_tokenizer, target_tokenizer, EvalConfig())
@@ -62,10 +64,11 @@ class Translator(tf.Module):
     """
 
     def __init__(self, model, source_tokenizer, target_tokenizer, eval_config, step=0,
-                 name=None):
+                 averaged=1, name=None):
         super().__init__(name=name)
         self.model = model
         self.step = step
+        self.averaged = averaged
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.eval_config = eval_config
@@ -76,7 +79,8 @@ class Translator(tf.Module):
         mean of its last `average_last` checkpoints, or its best), decoding as
         `config.eval` says."""
         model, step = restore_model(config.run_dir, config.model, average_last, best)
-        return cls(model, *load_run_tokenizers(config), config.eval, step=step)
+        return cls(model, *load_run_tokenizers(config), config.eval, step=step,
+                   averaged=average_last)
 
     def encode(self, sentences):
         """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""
