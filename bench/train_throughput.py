@@ -116,9 +116,9 @@ def package_train_step(model_config, precision="float32", jit=False):
     return TrainStep(model, optimizer, config.train)
 
 
-def train_schedule():
-    """The package's learning-rate schedule under `TRAIN` (it needs no d_model)."""
-    return make_schedule(config_from_dict({"train": TRAIN}).train, d_model=None)
+def train_config():
+    """`TRAIN` as the package's train section: every system's optimizer settings."""
+    return config_from_dict({"train": TRAIN}).train
 
 
 def loss_curve(step, batches, steps, every=100):
@@ -176,8 +176,8 @@ def keras_hub_step(model_config):
             return self.final_layer(y)
 
     model = KerasHubTransformer()
-    optimizer = tf.keras.optimizers.Adam(train_schedule(), beta_1=0.9, beta_2=0.98,
-                                         epsilon=1e-9)
+    train = train_config()
+    optimizer = make_optimizer(train, m.d_model)
     spec = tf.TensorSpec([None, None], tf.int32)
 
     @tf.function(input_signature=[spec, spec])
@@ -187,7 +187,7 @@ def keras_hub_step(model_config):
             loss_sum, tokens = masked_loss_sum(target[:, 1:], logits, LABEL_SMOOTHING)
             loss = loss_sum / tokens
         gradients = tape.gradient(loss, model.trainable_variables)
-        gradients, _ = tf.clip_by_global_norm(gradients, TRAIN["clip_norm"])
+        gradients, _ = tf.clip_by_global_norm(gradients, train.clip_norm)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
 
@@ -228,8 +228,10 @@ def pytorch_step(model_config):
             return self.final_layer(out)
 
     model = TorchTransformer().train()
-    optimizer = torch.optim.Adam(model.parameters(), 1.0, betas=(0.9, 0.98), eps=1e-9)
-    rate = train_schedule()
+    train = train_config()
+    optimizer = torch.optim.Adam(model.parameters(), 1.0, eps=train.adam_epsilon,
+                                 betas=(train.adam_beta_1, train.adam_beta_2))
+    rate = make_schedule(train, m.d_model)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(rate(i)))
 
     def step(source, target):
@@ -243,7 +245,7 @@ def pytorch_step(model_config):
         tokens = (labels != 0).sum()
         optimizer.zero_grad(set_to_none=True)
         (loss_sum / tokens).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), TRAIN["clip_norm"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train.clip_norm)
         optimizer.step()
         schedule.step()
         return float(loss_sum.detach() / tokens)
