@@ -43,6 +43,31 @@ def trained_run(tmp_path_factory):
     return run_dir
 
 
+# The reference recipe's architecture options, all at once: one shared vocabulary and one
+# embedding matrix for source, target and output, pre-norm, and both extra dropouts.
+TIED_PRE_NORM = [
+    "tokenizer.shared=true", "model.share_embeddings=all", "model.norm=pre",
+    "model.attention_dropout=0.1", "model.activation_dropout=0.1",
+]
+
+
+@pytest.fixture(scope="session")
+def trained_tied_run(tmp_path_factory):
+    """As `trained_run`, with the options of `TIED_PRE_NORM`."""
+    from transformer_tf.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tied"
+    assert main(["train", *tiny_args(run_dir, *TIED_PRE_NORM)]) == 0
+    return run_dir
+
+
+@pytest.fixture(params=["paper", "tied_pre_norm"])
+def each_trained_run(request):
+    """`trained_run` (the paper's architecture) and `trained_tied_run`, in turn."""
+    return request.getfixturevalue(
+        "trained_run" if request.param == "paper" else "trained_tied_run")
+
+
 @pytest.fixture
 def copy_run(trained_run, tmp_path):
     """A private copy of the trained run."""

@@ -93,3 +93,21 @@ def test_readme_config_table_is_the_dataclasses():
         "README.md's config table is out of date: run python -m transformer_tf.config_docs --write")
     undocumented = [key for key, _, _, meaning in config_rows() if not meaning]
     assert not undocumented  # every key says what it does
+
+
+def test_sharing_all_embeddings_needs_a_shared_vocabulary(capsys):
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set",
+                              "model.share_embeddings=all"])
+    assert code == 2
+    assert "'model.share_embeddings: all'" in err and "'tokenizer.shared: true'" in err
+
+
+@pytest.mark.parametrize("key", ["attention_dropout", "activation_dropout"])
+def test_dropouts_must_be_rates(key, capsys):
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", f"model.{key}=1.5"])
+    assert code == 2 and f"'model.{key}' must be in [0, 1), got 1.5" in err
+
+
+def test_norm_is_a_choice(capsys):
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.norm=middle"])
+    assert code == 2 and "'model.norm' must be one of 'post', 'pre'" in err

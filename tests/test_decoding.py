@@ -109,3 +109,16 @@ def test_translate_prints_the_n_best(trained_run, capsys):
         scores = [float(score) for _, _, score in lines[first:first + 3]]
         assert scores == sorted(scores, reverse=True) and scores[0] < 0
         assert all(text for _, text, _ in lines[first:first + 3])
+
+
+def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained_tied_run):
+    # The cached step is written apart from the full decoder: the pre-norm order and the
+    # stack's final layer norm must match there too.
+    config = load_run_config(trained_tied_run)
+    translator = Translator.from_run(config)
+    sources, _ = load_splits(config.data)["test"]
+    batch = translator.encode(tf.constant(sources[:24]))
+    cached, cached_scores = greedy_search(translator.model, *batch, cache=True)
+    full, full_scores = greedy_search(translator.model, *batch, cache=False)
+    assert _ended(cached) == _ended(full)
+    np.testing.assert_allclose(cached_scores, full_scores, atol=1e-4)

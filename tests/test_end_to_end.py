@@ -44,16 +44,17 @@ def test_loss_falls_and_tensorboard_has_the_scalars(trained_run):
     assert b"The cat sat on the mat." in evaluation["test/samples"][150].item()
 
 
-def test_checkpoint_restores_weights_optimizer_slots_and_step(trained_run):
-    assert sorted(p.name for p in (trained_run / "checkpoints").glob("ckpt-*.index")) == [
+def test_checkpoint_restores_weights_optimizer_slots_and_step(each_trained_run):
+    run = each_trained_run
+    assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == [
         "ckpt-100.index", "ckpt-150.index"]
-    trainer = Trainer(load_run_config(trained_run))  # restores the latest checkpoint
+    trainer = Trainer(load_run_config(run))  # restores the latest checkpoint
     optimizer = trainer.optimizer
     # assert_consumed: every value in the file found its variable, and every variable a value.
-    trainer.checkpoint.restore(str(trained_run / "checkpoints" / "ckpt-150")).assert_consumed()
+    trainer.checkpoint.restore(str(run / "checkpoints" / "ckpt-150")).assert_consumed()
     assert int(trainer.step) == 150
     assert int(optimizer.iterations) == 150
-    reader = tf.train.load_checkpoint(str(trained_run / "checkpoints" / "ckpt-150"))
+    reader = tf.train.load_checkpoint(str(run / "checkpoints" / "ckpt-150"))
     stored = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
               if "/.ATTRIBUTES/VARIABLE_VALUE" in name and name.startswith("optimizer/_v")}
     assert stored  # Adam's second moments are in the checkpoint...
@@ -94,13 +95,13 @@ def test_evaluate_prints_bleu_with_signature_and_writes_hypotheses(copy_run, cap
     assert f"validation BLEU {expected:.2f}" in out
 
 
-def test_saved_model_translates_in_a_process_without_this_package(trained_run):
-    served = serve_in_fresh_process(trained_run / "export",
+def test_saved_model_translates_in_a_process_without_this_package(each_trained_run):
+    served = serve_in_fresh_process(each_trained_run / "export",
                                     ["The cat sat on the mat.", "A dog sleeps."])
     assert served["imported_package"] is False
     # The canonical sentence is the first test sentence: the served model must translate
     # it exactly as the in-process evaluation did.
-    evaluated = (trained_run / "eval" / "test-step150.hyp.txt").read_text().splitlines()[0]
+    evaluated = (each_trained_run / "eval" / "test-step150.hyp.txt").read_text().splitlines()[0]
     assert served["translations"][0] == evaluated
     assert served["translations"][1] and all(s < 0 for s in served["scores"])
 

@@ -114,3 +114,108 @@ def test_token_embeddings_start_at_unit_scale(model):
     for stack in (model.encoder, model.decoder):
         scaled = stack.embedding.embedding.embeddings.numpy() * np.sqrt(model.d_model)
         assert abs(scaled.mean()) < 0.1 and 0.9 < scaled.std() < 1.1
+
+
+def _small(rate=0.1, **options):
+    tf.keras.utils.set_random_seed(0)
+    return Transformer(num_layers=2, d_model=32, num_heads=4, dff=64, input_vocab_size=VOCAB_OUT,
+                       target_vocab_size=VOCAB_OUT, pe_input=40, pe_target=40, rate=rate,
+                       **options)
+
+
+def _embedding_matrices(model):
+    model(*_batch(), training=False)
+    return {id(layer.embedding.embeddings) for layer in (model.encoder.embedding,
+                                                          model.decoder.embedding)}
+
+
+@pytest.mark.parametrize("share, matrices, saved", [("none", 2, 0), ("decoder", 2, 1),
+                                                    ("all", 1, 2)])
+def test_shared_embeddings_are_one_variable(share, matrices, saved):
+    model = _small(share_embeddings=share)
+    assert len(_embedding_matrices(model)) == matrices
+    # Each tie removes one [vocab, d_model] matrix (and "decoder" the output bias too).
+    paper = _small()
+    _embedding_matrices(paper)
+    count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
+    removed = {"none": 0, "decoder": VOCAB_OUT * 32 + VOCAB_OUT,
+               "all": 2 * VOCAB_OUT * 32 + VOCAB_OUT}[share]
+    assert count(paper) - count(model) == removed
+    assert len({id(v) for v in model.trainable_variables}) == len(model.trainable_variables)
+    if share != "none":  # the logits are the decoder output times the embedding matrix
+        inp, tar = _batch()
+        logits, _ = model(inp, tar, training=False)
+        enc_padding_mask, look_ahead_mask, dec_padding_mask = create_masks(inp, tar)
+        enc_output, _ = model.encoder(inp, padding_mask=enc_padding_mask)
+        dec_output, _ = model.decoder(tar, enc_output, look_ahead_mask=look_ahead_mask,
+                                      padding_mask=dec_padding_mask)
+        matrix = model.decoder.embedding.embedding.embeddings.numpy()
+        np.testing.assert_allclose(logits.numpy(), dec_output.numpy() @ matrix.T, atol=1e-4)
+
+
+def test_a_shared_matrix_gets_the_gradient_of_all_its_uses():
+    model = _small(share_embeddings="all")
+    inp, tar = _batch()
+    with tf.GradientTape() as tape:
+        logits, _ = model(inp, tar, training=False)
+        loss = tf.reduce_mean(logits ** 2)
+    matrix = model.encoder.embedding.embedding.embeddings
+    gradient = tf.convert_to_tensor(tape.gradient(loss, matrix)).numpy()
+    # Rows of ids seen only by the encoder (5..9) and rows only the output layer uses (the
+    # vocabulary beyond every input id) both get a gradient.
+    assert np.abs(gradient[[5, 6, 7, 8]]).sum() > 0
+    assert np.abs(gradient[40:]).sum() > 0
+
+
+def test_sharing_all_embeddings_needs_one_vocabulary_size():
+    with pytest.raises(ValueError, match="input_vocab_size == target_vocab_size"):
+        Transformer(1, 32, 4, 64, 50, 60, 40, 40, share_embeddings="all")
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_encoder_layer_puts_the_layer_norm_where_its_norm_says(norm):
+    model = _small(norm=norm)
+    model(*_batch(), training=False)
+    layer = model.encoder.enc_layers[0]
+    x = tf.random.normal([2, 7, 32], seed=3)
+    out, _ = layer(x, training=False)
+    ln1, ln2 = layer.layernorm1, layer.layernorm2
+    if norm == "pre":  # x + F(LN(x)), unnormalised
+        h = ln1(x)
+        x1 = x + layer.mha(h, h, h)[0]
+        expected = x1 + layer.ffn(ln2(x1))
+    else:  # LN(x + F(x))
+        x1 = ln1(x + layer.mha(x, x, x)[0])
+        expected = ln2(x1 + layer.ffn(x1))
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
+    # A pre-norm stack ends with its own layer norm; a post-norm stack needs none.
+    assert (model.encoder.final_norm is not None) == (norm == "pre")
+    assert (model.decoder.final_norm is not None) == (norm == "pre")
+
+
+@pytest.mark.parametrize("options", [{"attention_dropout": 0.5}, {"activation_dropout": 0.5}])
+def test_extra_dropouts_act_in_training_only(options):
+    model = _small(**options, rate=0.0)
+    inp, tar = _batch()
+    plain = _small(rate=0.0)
+    plain(inp, tar, training=False)
+    model(inp, tar, training=False)
+    plain.set_weights(model.get_weights())
+    reference, _ = plain(inp, tar, training=True)  # no dropout anywhere
+    inference, _ = model(inp, tar, training=False)
+    trained, weights = model(inp, tar, training=True)
+    np.testing.assert_allclose(inference.numpy(), reference.numpy(), atol=1e-5)
+    assert np.abs(trained.numpy() - reference.numpy()).max() > 1e-2
+    # The attention weights returned (for inspection) are those before the dropout.
+    np.testing.assert_allclose(weights["decoder_layer1_block2"].numpy().sum(-1), 1.0, rtol=1e-5)
+
+
+def test_options_round_trip_through_get_config():
+    model = _small(share_embeddings="decoder", norm="pre", attention_dropout=0.1,
+                   activation_dropout=0.2)
+    config = model.get_config()
+    assert {k: config[k] for k in ("share_embeddings", "norm", "attention_dropout",
+                                   "activation_dropout")} == {
+        "share_embeddings": "decoder", "norm": "pre", "attention_dropout": 0.1,
+        "activation_dropout": 0.2}
+    assert Transformer.from_config(config).get_config() == config

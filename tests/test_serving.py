@@ -31,13 +31,13 @@ def test_saved_model_cli_lists_the_signature(trained_run):
         assert f"['{name}']" in shown.stdout, name
 
 
-def test_ids_export_runs_in_stock_saved_model_cli(trained_run, tmp_path):
+def test_ids_export_runs_in_stock_saved_model_cli(each_trained_run, tmp_path):
     export = tmp_path / "ids"
-    assert main(["export", "--run-dir", str(trained_run), "--tokenizer", "none",
+    assert main(["export", "--run-dir", str(each_trained_run), "--tokenizer", "none",
                  "--output", str(export)]) == 0
     assert sorted(p.name for p in (export / "assets").iterdir()) == ["source.vocab",
                                                                     "target.vocab"]
-    translator = Translator.from_run(load_run_config(trained_run))
+    translator = Translator.from_run(load_run_config(each_trained_run))
     ids = translator.source_tokenizer.tokenize(tf.constant(["The cat sat on the mat."]))
     ids = ids.to_tensor().numpy().tolist()
     ran = _run([*SAVED_MODEL_CLI, "run", "--dir", str(export), "--tag_set", "serve",
@@ -148,7 +148,7 @@ def test_readme_serving_snippet_runs_as_written(trained_run, tmp_path):
     assert translation == expected and float(score) < 0
 
 
-def test_ctranslate2_export_decodes_greedily_as_the_package_does(trained_run, tmp_path,
+def test_ctranslate2_export_decodes_greedily_as_the_package_does(each_trained_run, tmp_path,
                                                                   capsys):
     pytest.importorskip("ctranslate2")
     import sentencepiece
@@ -158,10 +158,10 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(trained_run, tm
         load_ctranslate2, translate_ctranslate2)
 
     export = tmp_path / "ct2"
-    assert main(["export", "--run-dir", str(trained_run), "--format", "ctranslate2",
+    assert main(["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2",
                  "--output", str(export)]) == 0
     assert "check:" in capsys.readouterr().out
-    config = load_run_config(trained_run)
+    config = load_run_config(each_trained_run)
     config.eval.beam_size = 1
     translator = Translator.from_run(config)
     sources, _ = load_splits(config.data, ["test"])["test"]
@@ -179,6 +179,6 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(trained_run, tm
                                         beam_size=1, max_decoding_length=int(budget))
         # The package ends an output at its budget with EOS: one token fewer.
         assert target_sp.decode(result[0].hypotheses[0][:budget - 1]) == translation
-    assert main(["export", "--run-dir", str(trained_run), "--format", "ctranslate2",
+    assert main(["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2",
                  "--tokenizer", "none"]) == 2
     assert "drop --tokenizer" in capsys.readouterr().err

@@ -98,7 +98,16 @@ class ModelConfig:
     target_vocab_size: Optional[int] = None  # default: the target tokenizer's size
     pe_input: int = 256  # longest source sequence (positional encodings)
     pe_target: int = 256  # longest target sequence
-    rate: float = 0.1  # dropout rate
+    rate: float = 0.1  # dropout rate on embeddings and on every sublayer's output
+    # none: separate matrices; decoder: the output projection is the target embedding;
+    # all: source embedding, target embedding and output projection are one matrix (needs
+    # tokenizer.shared: true). fairseq's --share-decoder-input-output-embed / --share-all-embeddings
+    share_embeddings: Literal["none", "decoder", "all"] = "none"
+    # post: layer norm after each residual sum (the paper); pre: before each sublayer, and a
+    # final layer norm on each stack (tensor2tensor, fairseq --encoder-normalize-before)
+    norm: Literal["post", "pre"] = "post"
+    attention_dropout: float = 0.0  # dropout on the attention weights
+    activation_dropout: float = 0.0  # dropout after the feed-forward ReLU
 
 
 @dataclass
@@ -318,8 +327,14 @@ def _check(config, source):
     if config.eval.sampling_temperature <= 0:
         raise ConfigError(f"{source}: 'eval.sampling_temperature' must be positive, "
                           f"got {config.eval.sampling_temperature}.")
-    if not 0.0 <= m.rate < 1.0:
-        raise ConfigError(f"{source}: 'model.rate' must be in [0, 1), got {m.rate}.")
+    for key in ("rate", "attention_dropout", "activation_dropout"):
+        if not 0.0 <= getattr(m, key) < 1.0:
+            raise ConfigError(f"{source}: 'model.{key}' must be in [0, 1), "
+                              f"got {getattr(m, key)}.")
+    if m.share_embeddings == "all" and not config.tokenizer.shared:
+        raise ConfigError(f"{source}: 'model.share_embeddings: all' ties the source and target "
+                          "embeddings, which needs one vocabulary: set 'tokenizer.shared: true' "
+                          "or use share_embeddings 'decoder' or 'none'.")
     for key in ("eval_every", "early_stopping_patience"):
         if getattr(config.train, key) < 0:
             raise ConfigError(f"{source}: 'train.{key}' must be 0 or more, "

@@ -49,7 +49,15 @@ def resolve_model_config(model_config, source_vocab_size, target_vocab_size):
             raise UserError(f"'model.{key}' is {given} but the tokenizer has {needed} entries; "
                             "remove the key to take the tokenizer's size, or raise it.")
         resolved[key] = given if given is not None else round_up(needed)
+    if model_config.share_embeddings == "all" and len(set(resolved.values())) > 1:
+        raise UserError("'model.share_embeddings: all' needs equal 'model.input_vocab_size' and "
+                        f"'model.target_vocab_size', got {resolved['input_vocab_size']} and "
+                        f"{resolved['target_vocab_size']}; remove both keys to take the shared "
+                        "vocabulary's size.")
     return dataclasses.replace(model_config, **resolved)
+
+
+DROPOUTS = ("rate", "attention_dropout", "activation_dropout")
 
 
 def check_same_model(run_dir, config):
@@ -60,7 +68,7 @@ def check_same_model(run_dir, config):
     saved = config_from_dict(yaml.safe_load(saved_path.read_text(encoding="utf-8")),
                              str(saved_path)).model
     for field in dataclasses.fields(ModelConfig):
-        if field.name == "rate":  # dropout may change between runs; the weights still fit
+        if field.name in DROPOUTS:  # dropout may change between runs; the weights still fit
             continue
         old, new = getattr(saved, field.name), getattr(config.model, field.name)
         if new is not None and old != new:

@@ -1,11 +1,13 @@
 """Export a trained model as a CTranslate2 model directory.
 
 CTranslate2 (pip `ctranslate2`) is a C++ inference engine for Transformers. Its
-`TransformerSpec` describes this package's architecture exactly: post-layer-norm layers,
-ReLU feed-forward networks, embeddings scaled by sqrt(d_model), and positions added from
-a table (this package's sinusoidal table is written into the model, since CTranslate2's own
-sinusoids are laid out differently). Weights are written in float32; CTranslate2
-quantizes at load time if asked (`compute_type="int8"`).
+`TransformerSpec` describes this package's architecture exactly: post- or pre-layer-norm
+layers (pre-norm with a final layer norm on each stack), ReLU feed-forward networks,
+embeddings scaled by sqrt(d_model), and positions added from a table (this package's
+sinusoidal table is written into the model, since CTranslate2's own sinusoids are laid out
+differently). Tied embeddings are written as copies of the one matrix (the output projection
+then has no bias). Weights are written in float32; CTranslate2 quantizes at load time if
+asked (`compute_type="int8"`).
 
 The directory also holds the run's tokenizer files, so a user has all that decoding
 needs: tokenize to pieces, `ctranslate2.Translator(directory).translate_batch(pieces)`,
@@ -40,6 +42,15 @@ def _dense(spec, *layers):
     spec.bias = np.concatenate([layer.bias.numpy() for layer in layers])
 
 
+def _output_projection(spec, model):
+    """The output layer: a Dense layer, or the target embedding matrix (tied, no bias),
+    which is already [vocab, d_model] as CTranslate2 wants it."""
+    if model.share_embeddings == "none":
+        _dense(spec, model.final_layer)
+    else:
+        spec.weight = model.final_layer.embedding.embeddings.numpy()
+
+
 def _layer_norm(spec, layer):
     spec.gamma = layer.gamma.numpy()
     spec.beta = layer.beta.numpy()
@@ -56,7 +67,7 @@ def transformer_spec(model):
     """The CTranslate2 `TransformerSpec` of `model`, weights set."""
     ctranslate2 = _ctranslate2()
     spec = ctranslate2.specs.TransformerSpec.from_config(
-        model.num_layers, model.num_heads, pre_norm=False,
+        model.num_layers, model.num_heads, pre_norm=model.norm == "pre",
         activation=ctranslate2.specs.Activation.RELU)
     encoder, decoder = model.encoder, model.decoder
     _embedding(spec.encoder.embeddings[0], encoder.embedding, spec.encoder.position_encodings)
@@ -68,6 +79,8 @@ def transformer_spec(model):
         _dense(layer_spec.ffn.linear_0, layer.ffn.inner)
         _dense(layer_spec.ffn.linear_1, layer.ffn.outer)
         _layer_norm(layer_spec.ffn.layer_norm, layer.layernorm2)
+    if model.norm == "pre":
+        _layer_norm(spec.encoder.layer_norm, encoder.final_norm)
     _embedding(spec.decoder.embeddings, decoder.embedding, spec.decoder.position_encodings)
     for layer_spec, layer in zip(spec.decoder.layer, decoder.dec_layers):
         own, cross = layer.mha1, layer.mha2
@@ -81,7 +94,9 @@ def transformer_spec(model):
         _dense(layer_spec.ffn.linear_0, layer.ffn.inner)
         _dense(layer_spec.ffn.linear_1, layer.ffn.outer)
         _layer_norm(layer_spec.ffn.layer_norm, layer.layernorm3)
-    _dense(spec.decoder.projection, model.final_layer)
+    if model.norm == "pre":
+        _layer_norm(spec.decoder.layer_norm, decoder.final_norm)
+    _output_projection(spec.decoder.projection, model)
     return spec
 
 

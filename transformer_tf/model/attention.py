@@ -1,12 +1,14 @@
 """Scaled dot-product attention and multi-head attention."""
 
+import functools
+
 import tensorflow as tf
 
 # Added to masked logits; large enough to zero a softmax in float32.
 MASK_NEGATIVE = -1e9
 
 
-def scaled_dot_product_attention(q, k, v, mask=None):
+def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
     """softmax(Q K^T / sqrt(d_k)) V.
 
     Args:
@@ -14,6 +16,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
         k: [..., k_len, depth]
         v: [..., k_len, depth_v]
         mask: broadcastable to [..., q_len, k_len]; 1.0 marks a position not to attend to.
+        dropout: optional function applied to the weights before they weigh the values
+            (attention dropout, in training); the weights returned are those before it.
 
     Returns:
         (output [..., q_len, depth_v], attention_weights [..., q_len, k_len])
@@ -26,7 +30,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     if mask is not None:
         logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
     weights = tf.nn.softmax(logits, axis=-1)
-    output = tf.matmul(tf.cast(weights, v.dtype), v)  # [..., q_len, depth_v]
+    dropped = weights if dropout is None else dropout(weights)
+    output = tf.matmul(tf.cast(dropped, v.dtype), v)  # [..., q_len, depth_v]
     return output, weights
 
 
@@ -36,6 +41,8 @@ class MultiHeadAttention(tf.keras.layers.Layer):
     Args:
         d_model: int, model width; must be divisible by `num_heads`.
         num_heads: int, number of attention heads.
+        dropout: float, dropout rate on the attention weights in training (fairseq's
+            `--attention-dropout`). Defaults to 0.
 
     Example:
         >>> mha = MultiHeadAttention(d_model=64, num_heads=4)
@@ -45,13 +52,15 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         (TensorShape([2, 7, 64]), TensorShape([2, 4, 7, 7]))
     """
 
-    def __init__(self, d_model, num_heads, **kwargs):
+    def __init__(self, d_model, num_heads, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         if d_model % num_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads}).")
         self.d_model = d_model
         self.num_heads = num_heads
+        self.dropout = dropout
         self.depth = d_model // num_heads
+        self.weights_dropout = tf.keras.layers.Dropout(dropout) if dropout else None
         self.wq = tf.keras.layers.Dense(d_model, name="query")
         self.wk = tf.keras.layers.Dense(d_model, name="key")
         self.wv = tf.keras.layers.Dense(d_model, name="value")
@@ -85,15 +94,20 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         the encoder output once per sentence and appends those of each new position."""
         return self.split_heads(self.wk(key)), self.split_heads(self.wv(value))
 
-    def attend(self, query, k, v, attention_mask=None):
+    def attend(self, query, k, v, attention_mask=None, training=False):
         """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
         over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
-        output, weights = scaled_dot_product_attention(q, k, v, attention_mask)
+        dropout = None
+        if self.weights_dropout is not None:
+            dropout = functools.partial(self.weights_dropout, training=training)
+        output, weights = scaled_dot_product_attention(q, k, v, attention_mask, dropout)
         return self.dense(self.merge_heads(output, query.shape.rank == 2)), weights
 
-    def call(self, query, key, value, attention_mask=None):
-        return self.attend(query, *self.project_key_value(key, value), attention_mask)
+    def call(self, query, key, value, attention_mask=None, training=False):
+        return self.attend(query, *self.project_key_value(key, value), attention_mask,
+                           training=training)
 
     def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads}
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "dropout": self.dropout}

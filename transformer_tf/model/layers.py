@@ -1,5 +1,6 @@
-"""Building blocks of the Transformer: positional encoding, feed-forward, encoder and
-decoder layers (post-layer-norm, as in the paper)."""
+"""Building blocks of the Transformer: token embeddings (optionally shared), positional
+encoding, feed-forward, encoder and decoder layers (post-layer-norm as in the paper, or
+pre-layer-norm)."""
 
 import math
 
@@ -22,6 +23,19 @@ def positional_encoding(length, d_model):
     return tf.constant(angles[np.newaxis, ...], dtype=tf.float32)
 
 
+def token_embedding(vocab_size, d_model, name="embedding"):
+    """The token embedding matrix as a Keras `Embedding`, to be shared by several layers
+    when embeddings are tied.
+
+    Unit variance after the sqrt(d_model) scale (tensor2tensor, fairseq): Keras' default,
+    uniform in +-0.05, leaves tokens a third of the positions' size, and a 4 x 128 model at
+    a learning rate of 0.003 was measured stuck at the unigram loss.
+    """
+    return tf.keras.layers.Embedding(
+        vocab_size, d_model, name=name,
+        embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d_model ** -0.5))
+
+
 class PositionalEmbedding(tf.keras.layers.Layer):
     """Token embedding scaled by sqrt(d_model), plus sinusoidal positions, then dropout
     (paper, sections 3.4 and 3.5).
@@ -31,18 +45,15 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         d_model: int, embedding width.
         max_length: int, longest sequence with a position encoding.
         rate: float, dropout rate. Defaults to 0.1.
+        embedding: optional `tf.keras.layers.Embedding` [vocab_size, d_model] to use (and
+            share with other layers) instead of a new one (see `token_embedding`).
     """
 
-    def __init__(self, vocab_size, d_model, max_length, rate=0.1, **kwargs):
+    def __init__(self, vocab_size, d_model, max_length, rate=0.1, embedding=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.max_length, self.rate = (
             vocab_size, d_model, max_length, rate)
-        # Unit variance after the sqrt(d_model) scale (tensor2tensor, fairseq): Keras'
-        # default, uniform in +-0.05, leaves tokens a third of the positions' size, and a
-        # 4 x 128 model at a learning rate of 0.003 was measured stuck at the unigram loss.
-        self.embedding = tf.keras.layers.Embedding(
-            vocab_size, d_model, name="embedding",
-            embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d_model ** -0.5))
+        self.embedding = embedding or token_embedding(vocab_size, d_model)
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = tf.keras.layers.Dropout(rate)
 
@@ -61,60 +72,140 @@ class PositionalEmbedding(tf.keras.layers.Layer):
                 "max_length": self.max_length, "rate": self.rate}
 
 
+class SharedOutputProjection(tf.keras.layers.Layer):
+    """Output logits through the transposed target embedding matrix, x E^T, without bias
+    (tied input and output embeddings: Press and Wolf, 2017; fairseq's
+    `--share-decoder-input-output-embed`).
+
+    Args:
+        embedding: the `tf.keras.layers.Embedding` [vocab_size, d_model] to share.
+    """
+
+    def __init__(self, embedding, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding = embedding
+
+    def call(self, x):
+        matrix = tf.cast(self.embedding.embeddings, x.dtype)  # [vocab, d_model]
+        if x.shape.rank == 2:  # one position per row, [batch, d_model]
+            return tf.matmul(x, matrix, transpose_b=True)
+        rows = tf.reshape(x, [-1, tf.shape(x)[-1]])  # one matmul for every position
+        logits = tf.matmul(rows, matrix, transpose_b=True)
+        return tf.reshape(logits, tf.concat([tf.shape(x)[:-1], [-1]], axis=0))
+
+
 class FeedForward(tf.keras.layers.Layer):
     """Position-wise feed-forward network: FFN(x) = max(0, x W1 + b1) W2 + b2 (section 3.3).
 
     Args:
         d_model: int, input and output width.
         dff: int, inner width.
+        activation_dropout: float, dropout after the ReLU in training (fairseq's
+            `--activation-dropout`). Defaults to 0.
     """
 
-    def __init__(self, d_model, dff, **kwargs):
+    def __init__(self, d_model, dff, activation_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.d_model, self.dff = d_model, dff
+        self.d_model, self.dff, self.activation_dropout = d_model, dff, activation_dropout
         self.inner = tf.keras.layers.Dense(dff, activation="relu", name="inner")
         self.outer = tf.keras.layers.Dense(d_model, name="outer")
+        self.dropout = tf.keras.layers.Dropout(activation_dropout) if activation_dropout else None
 
-    def call(self, x):
-        return self.outer(self.inner(x))  # [batch, len, dff] -> [batch, len, d_model]
+    def call(self, x, training=False):
+        hidden = self.inner(x)  # [batch, len, dff]
+        if self.dropout is not None:
+            hidden = self.dropout(hidden, training=training)
+        return self.outer(hidden)  # [batch, len, d_model]
 
     def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "dff": self.dff}
+        return {**super().get_config(), "d_model": self.d_model, "dff": self.dff,
+                "activation_dropout": self.activation_dropout}
 
 
-class EncoderLayer(tf.keras.layers.Layer):
+NORMS = ("post", "pre")
+
+
+class _TransformerLayer(tf.keras.layers.Layer):
+    """What encoder and decoder layers share: their settings, and where the layer norm of
+    each sublayer goes.
+
+    Post-norm (the paper): x = LayerNorm(x + Dropout(Sublayer(x))).
+    Pre-norm (tensor2tensor's default, fairseq's `--encoder-normalize-before`):
+    x = x + Dropout(Sublayer(LayerNorm(x))); the stack then ends with a layer norm of its own.
+    """
+
+    def __init__(self, d_model, num_heads, dff, rate=0.1, norm="post", attention_dropout=0.0,
+                 activation_dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
+        self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
+        self.norm = norm
+        self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
+
+    def attention(self, name):
+        return MultiHeadAttention(self.d_model, self.num_heads, self.attention_dropout,
+                                  name=name)
+
+    def feed_forward(self):
+        return FeedForward(self.d_model, self.dff, self.activation_dropout, name="feed_forward")
+
+    def sublayer_input(self, x, layer_norm):
+        """What a sublayer reads: x normalised (pre-norm) or x itself (post-norm)."""
+        return layer_norm(x) if self.norm == "pre" else x
+
+    def residual(self, x, sublayer_output, layer_norm, dropout=None, training=False):
+        """x plus the sublayer's output (after dropout), normalised after the sum in
+        post-norm."""
+        if dropout is not None:
+            sublayer_output = dropout(sublayer_output, training=training)
+        x = x + sublayer_output
+        return x if self.norm == "pre" else layer_norm(x)
+
+    def get_config(self):
+        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
+                "dff": self.dff, "rate": self.rate, "norm": self.norm,
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout}
+
+
+def _layer_norm():
+    return tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+
+
+class EncoderLayer(_TransformerLayer):
     """Self-attention then feed-forward, each with dropout, residual and layer norm.
 
     Args:
         d_model: int, model width.
         num_heads: int, attention heads.
         dff: int, inner width of the feed-forward network.
-        rate: float, dropout rate. Defaults to 0.1.
+        rate: float, dropout rate on each sublayer's output. Defaults to 0.1.
+        norm: "post" (the paper's) or "pre": where each sublayer's layer norm goes.
+        attention_dropout: float, dropout on the attention weights. Defaults to 0.
+        activation_dropout: float, dropout after the feed-forward ReLU. Defaults to 0.
     """
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
-        self.mha = MultiHeadAttention(d_model, num_heads, name="self_attention")
-        self.ffn = FeedForward(d_model, dff, name="feed_forward")
-        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
-        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+        super().__init__(d_model, num_heads, dff, rate, **kwargs)
+        self.mha = self.attention("self_attention")
+        self.ffn = self.feed_forward()
+        self.layernorm1 = _layer_norm()
+        self.layernorm2 = _layer_norm()
         self.dropout1 = tf.keras.layers.Dropout(rate)
         self.dropout2 = tf.keras.layers.Dropout(rate)
 
     def call(self, x, training=False, padding_mask=None):
-        attn, weights = self.mha(x, x, x, attention_mask=padding_mask)
-        x = self.layernorm1(x + self.dropout1(attn, training=training))
-        ffn = self.ffn(x)
-        x = self.layernorm2(x + self.dropout2(ffn, training=training))
+        h = self.sublayer_input(x, self.layernorm1)
+        attn, weights = self.mha(h, h, h, attention_mask=padding_mask, training=training)
+        x = self.residual(x, attn, self.layernorm1, self.dropout1, training)
+        h = self.sublayer_input(x, self.layernorm2)
+        x = self.residual(x, self.ffn(h, training=training), self.layernorm2, self.dropout2,
+                          training)
         return x, weights  # [batch, inp_len, d_model], [batch, heads, inp_len, inp_len]
 
-    def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
-                "dff": self.dff, "rate": self.rate}
 
-
-class DecoderLayer(tf.keras.layers.Layer):
+class DecoderLayer(_TransformerLayer):
     """Masked self-attention, encoder-decoder attention, feed-forward; each with dropout,
     residual and layer norm.
 
@@ -122,25 +213,28 @@ class DecoderLayer(tf.keras.layers.Layer):
     """
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.d_model, self.num_heads, self.dff, self.rate = d_model, num_heads, dff, rate
-        self.mha1 = MultiHeadAttention(d_model, num_heads, name="self_attention")
-        self.mha2 = MultiHeadAttention(d_model, num_heads, name="cross_attention")
-        self.ffn = FeedForward(d_model, dff, name="feed_forward")
-        self.layernorm1 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
-        self.layernorm2 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
-        self.layernorm3 = tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
+        super().__init__(d_model, num_heads, dff, rate, **kwargs)
+        self.mha1 = self.attention("self_attention")
+        self.mha2 = self.attention("cross_attention")
+        self.ffn = self.feed_forward()
+        self.layernorm1 = _layer_norm()
+        self.layernorm2 = _layer_norm()
+        self.layernorm3 = _layer_norm()
         self.dropout1 = tf.keras.layers.Dropout(rate)
         self.dropout2 = tf.keras.layers.Dropout(rate)
         self.dropout3 = tf.keras.layers.Dropout(rate)
 
     def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
-        attn1, weights1 = self.mha1(x, x, x, attention_mask=look_ahead_mask)
-        x = self.layernorm1(x + self.dropout1(attn1, training=training))
-        attn2, weights2 = self.mha2(x, enc_output, enc_output, attention_mask=padding_mask)
-        x = self.layernorm2(x + self.dropout2(attn2, training=training))
-        ffn = self.ffn(x)
-        x = self.layernorm3(x + self.dropout3(ffn, training=training))
+        h = self.sublayer_input(x, self.layernorm1)
+        attn1, weights1 = self.mha1(h, h, h, attention_mask=look_ahead_mask, training=training)
+        x = self.residual(x, attn1, self.layernorm1, self.dropout1, training)
+        h = self.sublayer_input(x, self.layernorm2)
+        attn2, weights2 = self.mha2(h, enc_output, enc_output, attention_mask=padding_mask,
+                                    training=training)
+        x = self.residual(x, attn2, self.layernorm2, self.dropout2, training)
+        h = self.sublayer_input(x, self.layernorm3)
+        x = self.residual(x, self.ffn(h, training=training), self.layernorm3, self.dropout3,
+                          training)
         # [batch, tar_len, d_model], [batch, heads, tar_len, tar_len], [batch, heads, tar_len, inp_len]
         return x, weights1, weights2
 
@@ -167,17 +261,15 @@ class DecoderLayer(tf.keras.layers.Layer):
         position's keys and values appended, and the encoder-decoder attention weights
         [batch, heads, 1, inp_len].
         """
-        key, value = self.mha1.project_key_value(x, x)
+        h = self.sublayer_input(x, self.layernorm1)
+        key, value = self.mha1.project_key_value(h, h)
         self_key = tf.concat([cache["self_key"], key], axis=2)  # [batch, heads, t + 1, depth]
         self_value = tf.concat([cache["self_value"], value], axis=2)
-        attn1, _ = self.mha1.attend(x, self_key, self_value)  # earlier positions only: no mask
-        x = self.layernorm1(x + attn1)
-        attn2, weights2 = self.mha2.attend(x, cache["memory_key"], cache["memory_value"],
+        attn1, _ = self.mha1.attend(h, self_key, self_value)  # earlier positions only: no mask
+        x = self.residual(x, attn1, self.layernorm1)
+        attn2, weights2 = self.mha2.attend(self.sublayer_input(x, self.layernorm2),
+                                           cache["memory_key"], cache["memory_value"],
                                            padding_mask)
-        x = self.layernorm2(x + attn2)
-        x = self.layernorm3(x + self.ffn(x))
+        x = self.residual(x, attn2, self.layernorm2)
+        x = self.residual(x, self.ffn(self.sublayer_input(x, self.layernorm3)), self.layernorm3)
         return x, {**cache, "self_key": self_key, "self_value": self_value}, weights2
-
-    def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
-                "dff": self.dff, "rate": self.rate}

@@ -2,31 +2,47 @@
 
 import tensorflow as tf
 
-from transformer_tf.model.layers import DecoderLayer, EncoderLayer, PositionalEmbedding
+from transformer_tf.model.layers import (NORMS, LAYER_NORM_EPSILON, DecoderLayer, EncoderLayer,
+                                         PositionalEmbedding, SharedOutputProjection,
+                                         token_embedding)
 from transformer_tf.model.masks import create_masks
+
+SHARE_EMBEDDINGS = ("none", "decoder", "all")
 
 
 class _LayerStack(tf.keras.layers.Layer):
     """A positional token embedding and `num_layers` layers of `layer_class`: what the
-    encoder and the decoder have in common."""
+    encoder and the decoder have in common. Pre-norm stacks end with a layer norm
+    (`final_norm`), since their layers leave the residual sum unnormalised."""
 
     layer_class = None
 
     def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
-                 maximum_position_encoding, rate=0.1, **kwargs):
+                 maximum_position_encoding, rate=0.1, *, norm="post", attention_dropout=0.0,
+                 activation_dropout=0.0, embedding=None, **kwargs):
         super().__init__(**kwargs)
         self.num_layers = num_layers
+        self.norm = norm
         self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
-                                             rate, name="embedding")
+                                             rate, embedding=embedding, name="embedding")
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
-            layer = self.layer_class(d_model, num_heads, dff, rate, name=f"layer{i + 1}")
+            layer = self.layer_class(d_model, num_heads, dff, rate, norm=norm,
+                                     attention_dropout=attention_dropout,
+                                     activation_dropout=activation_dropout, name=f"layer{i + 1}")
             setattr(self, f"layer{i + 1}", layer)
+        self.final_norm = (tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
+                                                              name="final_norm")
+                           if norm == "pre" else None)
 
     def stack(self):
         """The layers, bottom first."""
         return [getattr(self, f"layer{i + 1}") for i in range(self.num_layers)]
+
+    def normalize_output(self, x):
+        """The stack's output: x after the final layer norm of a pre-norm stack."""
+        return x if self.final_norm is None else self.final_norm(x)
 
 
 class Encoder(_LayerStack):
@@ -46,7 +62,7 @@ class Encoder(_LayerStack):
         for i, layer in enumerate(self.enc_layers):
             x, weights[f"encoder_layer{i + 1}"] = layer(
                 x, training=training, padding_mask=padding_mask)
-        return x, weights
+        return self.normalize_output(x), weights
 
     @property
     def enc_layers(self):
@@ -69,7 +85,7 @@ class Decoder(_LayerStack):
                                       look_ahead_mask=look_ahead_mask, padding_mask=padding_mask)
             weights[f"decoder_layer{i + 1}_block1"] = block1
             weights[f"decoder_layer{i + 1}_block2"] = block2
-        return x, weights
+        return self.normalize_output(x), weights
 
     def init_cache(self, enc_output):
         """Per-layer decoding state for `step` (see `DecoderLayer.init_cache`)."""
@@ -89,7 +105,7 @@ class Decoder(_LayerStack):
             x, layer_cache, weights[f"decoder_layer{i + 1}"] = layer.step(x, layer_cache,
                                                                           padding_mask)
             new_cache.append(layer_cache)
-        return x, new_cache, weights
+        return self.normalize_output(x), new_cache, weights
 
     @property
     def dec_layers(self):
@@ -97,8 +113,8 @@ class Decoder(_LayerStack):
 
 
 class Transformer(tf.keras.Model):
-    """Encoder-decoder Transformer (base architecture of the paper: post-layer-norm,
-    ReLU feed-forward, sinusoidal positions, separate embeddings).
+    """Encoder-decoder Transformer (by default the base architecture of the paper:
+    post-layer-norm, ReLU feed-forward, sinusoidal positions, separate embeddings).
 
     Args:
         num_layers: int, layers in the encoder and in the decoder.
@@ -109,7 +125,19 @@ class Transformer(tf.keras.Model):
         target_vocab_size: int, target vocabulary size (id 0 is padding).
         pe_input: int, longest source sequence (positional encoding length).
         pe_target: int, longest target sequence.
-        rate: float, dropout rate. Defaults to 0.1.
+        rate: float, dropout rate on embeddings and on every sublayer's output.
+            Defaults to 0.1.
+
+    Keyword-only options (their defaults keep the paper's model):
+        share_embeddings: "none" (default); "decoder": the output projection uses the
+            target embedding matrix (transposed, no bias); "all": source embedding, target
+            embedding and output projection are one matrix (needs equal vocabulary sizes,
+            i.e. a shared vocabulary). fairseq's `--share-decoder-input-output-embed` and
+            `--share-all-embeddings`.
+        norm: "post" (default, the paper's) or "pre": layer norm before each sublayer,
+            and a final layer norm on each stack (tensor2tensor's default).
+        attention_dropout: float, dropout on the attention weights. Defaults to 0.
+        activation_dropout: float, dropout after the feed-forward ReLU. Defaults to 0.
 
     Example:
         >>> model = Transformer(2, 64, 4, 128, 100, 120, pe_input=50, pe_target=50)
@@ -127,8 +155,18 @@ class Transformer(tf.keras.Model):
     """
 
     def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size,
-                 target_vocab_size, pe_input, pe_target, rate=0.1, **kwargs):
+                 target_vocab_size, pe_input, pe_target, rate=0.1, *, share_embeddings="none",
+                 norm="post", attention_dropout=0.0, activation_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
+        if share_embeddings not in SHARE_EMBEDDINGS:
+            raise ValueError(f"share_embeddings must be one of {SHARE_EMBEDDINGS}, "
+                             f"got {share_embeddings!r}.")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
+        if share_embeddings == "all" and input_vocab_size != target_vocab_size:
+            raise ValueError("share_embeddings='all' needs input_vocab_size == "
+                             f"target_vocab_size, got {input_vocab_size} and "
+                             f"{target_vocab_size}.")
         self.num_layers = num_layers
         self.d_model = d_model
         self.num_heads = num_heads
@@ -138,11 +176,23 @@ class Transformer(tf.keras.Model):
         self.pe_input = pe_input
         self.pe_target = pe_target
         self.rate = rate
+        self.share_embeddings = share_embeddings
+        self.norm = norm
+        self.attention_dropout = attention_dropout
+        self.activation_dropout = activation_dropout
+        options = dict(norm=norm, attention_dropout=attention_dropout,
+                       activation_dropout=activation_dropout)
+        shared = (token_embedding(target_vocab_size, d_model, name="shared_embedding")
+                  if share_embeddings == "all" else None)
         self.encoder = Encoder(num_layers, d_model, num_heads, dff, input_vocab_size,
-                               pe_input, rate, name="encoder")
+                               pe_input, rate, embedding=shared, name="encoder", **options)
         self.decoder = Decoder(num_layers, d_model, num_heads, dff, target_vocab_size,
-                               pe_target, rate, name="decoder")
-        self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer")
+                               pe_target, rate, embedding=shared, name="decoder", **options)
+        if share_embeddings == "none":
+            self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer")
+        else:
+            self.final_layer = SharedOutputProjection(self.decoder.embedding.embedding,
+                                                      name="final_layer")
 
     def call(self, inp, tar, training=False, enc_padding_mask=None, look_ahead_mask=None,
              dec_padding_mask=None):
@@ -172,4 +222,7 @@ class Transformer(tf.keras.Model):
             "input_vocab_size": self.input_vocab_size,
             "target_vocab_size": self.target_vocab_size,
             "pe_input": self.pe_input, "pe_target": self.pe_target, "rate": self.rate,
+            "share_embeddings": self.share_embeddings, "norm": self.norm,
+            "attention_dropout": self.attention_dropout,
+            "activation_dropout": self.activation_dropout,
         }
