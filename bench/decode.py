@@ -35,7 +35,8 @@ from transformer_tf.data.tokenizers import BOS_ID, EOS_ID  # noqa: E402
 from transformer_tf.inference.export_ctranslate2 import (  # noqa: E402
     export_ctranslate2, load_ctranslate2, translate_ctranslate2)
 from transformer_tf.inference.translator import Translator  # noqa: E402
-from transformer_tf.run import build_model, resolve_model_config  # noqa: E402
+from transformer_tf.config import resolve_model_config  # noqa: E402
+from transformer_tf.model import build_model  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
 from transformer_tf.training.step import TrainStep  # noqa: E402
 

@@ -44,7 +44,8 @@ from common import SIZES, matmul_weights, multi30k, multi30k_tokenizers
 from transformer_tf.config import config_from_dict
 from transformer_tf.data.pipeline import train_dataset
 from transformer_tf.model.layers import positional_encoding
-from transformer_tf.run import build_model, resolve_model_config
+from transformer_tf.config import resolve_model_config
+from transformer_tf.model import build_model
 from transformer_tf.training.losses import masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
 from transformer_tf.training.schedules import make_schedule

@@ -8,7 +8,8 @@ import tensorflow as tf
 from transformer_tf.data.sources import load_splits
 from transformer_tf.inference import search
 from transformer_tf.inference.translator import Translator
-from transformer_tf.run import load_run_config
+from transformer_tf.run_dir import RunDir
+from transformer_tf.runner import Runner
 
 
 # Compiled as the translator compiles them: an eager while loop is many times slower.
@@ -18,12 +19,12 @@ beam_search = tf.function(search.beam_search)
 
 @pytest.fixture(scope="module")
 def translator(trained_run):
-    return Translator.from_run(load_run_config(trained_run))
+    return Runner.from_run_dir(trained_run).translator()
 
 
 @pytest.fixture(scope="module")
 def batch(trained_run, translator):
-    sources, _ = load_splits(load_run_config(trained_run).data)["test"]
+    sources, _ = load_splits(RunDir(trained_run).read_config().data)["test"]
     return translator.encode(tf.constant(sources[:24]))
 
 
@@ -114,8 +115,8 @@ def test_translate_prints_the_n_best(trained_run, capsys):
 def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained_tied_run):
     # The cached step is written apart from the full decoder: the pre-norm order and the
     # stack's final layer norm must match there too.
-    config = load_run_config(trained_tied_run)
-    translator = Translator.from_run(config)
+    config = RunDir(trained_tied_run).read_config()
+    translator = Runner(config).translator()
     sources, _ = load_splits(config.data)["test"]
     batch = translator.encode(tf.constant(sources[:24]))
     cached, cached_scores = greedy_search(translator.model, *batch, cache=True)

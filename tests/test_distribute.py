@@ -17,7 +17,8 @@ import tensorflow as tf
 from transformer_tf.cli import main
 from transformer_tf.config import DistributeConfig
 from transformer_tf.errors import UserError
-from transformer_tf.run import load_run_config, restore_model
+from transformer_tf.checkpoints import restore_model
+from transformer_tf.run_dir import RunDir
 from transformer_tf.training.distribute import make_strategy
 
 from conftest import ROOT, tiny_args
@@ -31,7 +32,7 @@ def _model_weights(run_dir):
     """The trained weights in a run's latest checkpoint, except the
     attention key biases: softmax ignores them, so their gradient is rounding noise that
     Adam scales up to full-size steps, differently for every summation order."""
-    model, _ = restore_model(run_dir, load_run_config(run_dir).model)
+    model, _ = restore_model(run_dir, RunDir(run_dir).read_config().model)
     return [v.numpy() for v in model.trainable_variables if not v.path.endswith("key/bias")]
 
 

@@ -10,8 +10,8 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from transformer_tf.cli import main
 from transformer_tf.config import load_config
-from transformer_tf.run import load_run_config
-from transformer_tf.training.trainer import Trainer
+from transformer_tf.run_dir import RunDir
+from transformer_tf.runner import Runner
 
 from conftest import serve_in_fresh_process, tiny_args
 
@@ -48,7 +48,7 @@ def test_checkpoint_restores_weights_optimizer_slots_and_step(each_trained_run):
     run = each_trained_run
     assert sorted(p.name for p in (run / "checkpoints").glob("ckpt-*.index")) == [
         "ckpt-100.index", "ckpt-150.index"]
-    trainer = Trainer(load_run_config(run))  # restores the latest checkpoint
+    trainer = Runner.from_run_dir(run).trainer()  # restores the latest checkpoint
     optimizer = trainer.optimizer
     # assert_consumed: every value in the file found its variable, and every variable a value.
     trainer.checkpoint.restore(str(run / "checkpoints" / "ckpt-150")).assert_consumed()

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from transformer_tf.cli import main
 from transformer_tf.inference.translator import Translator
-from transformer_tf.run import load_run_config
+from transformer_tf.run_dir import RunDir
+from transformer_tf.runner import Runner
 
 SAVED_MODEL_CLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
@@ -37,7 +38,7 @@ def test_ids_export_runs_in_stock_saved_model_cli(each_trained_run, tmp_path):
                  "--output", str(export)]) == 0
     assert sorted(p.name for p in (export / "assets").iterdir()) == ["source.vocab",
                                                                     "target.vocab"]
-    translator = Translator.from_run(load_run_config(each_trained_run))
+    translator = Runner.from_run_dir(each_trained_run).translator()
     ids = translator.source_tokenizer.tokenize(tf.constant(["The cat sat on the mat."]))
     ids = ids.to_tensor().numpy().tolist()
     ran = _run([*SAVED_MODEL_CLI, "run", "--dir", str(export), "--tag_set", "serve",
@@ -74,7 +75,7 @@ def test_translate_a_file_keeps_order_blank_lines_and_warns_on_long_lines(traine
 def test_evaluate_files_matches_the_sacrebleu_command(trained_run, tmp_path, capsys):
     from transformer_tf.data.sources import load_splits
 
-    sources, references = load_splits(load_run_config(trained_run).data)["validation"]
+    sources, references = load_splits(RunDir(trained_run).read_config().data)["validation"]
     src, ref = tmp_path / "val.en", tmp_path / "val.de"
     src.write_text("\n".join(sources) + "\n", encoding="utf-8")
     ref.write_text("\n".join(references) + "\n", encoding="utf-8")
@@ -116,7 +117,7 @@ def test_attention_image(trained_run, tmp_path, capsys):
     pixels = tf.io.decode_png(image.read_bytes()).numpy()
     assert pixels.shape[0] > 16 and pixels.shape[1] > 2 * pixels.shape[0] // 4
     assert pixels.min() < 128  # some attention is drawn
-    translator = Translator.from_run(load_run_config(trained_run))
+    translator = Runner.from_run_dir(trained_run).translator()
     attention = translator.attention("The cat sat on the mat.")
     weights = attention["attention"]["decoder_layer1"]
     assert weights.shape == (2, len(attention["target_tokens"]),
@@ -142,7 +143,7 @@ def test_readme_serving_snippet_runs_as_written(trained_run, tmp_path):
     (tmp_path / "runs" / "quickstart" / "export").symlink_to(trained_run / "export")
     result = _run([sys.executable, "-c", snippet], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = Translator.from_run(load_run_config(trained_run)).translate(
+    expected = Runner.from_run_dir(trained_run).translator().translate(
         ["The cat sat on the mat."])[0]
     translation, score = result.stdout.strip().rsplit(" ", 1)
     assert translation == expected and float(score) < 0
@@ -161,9 +162,9 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(each_trained_ru
     assert main(["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2",
                  "--output", str(export)]) == 0
     assert "check:" in capsys.readouterr().out
-    config = load_run_config(each_trained_run)
+    config = RunDir(each_trained_run).read_config()
     config.eval.beam_size = 1
-    translator = Translator.from_run(config)
+    translator = Runner(config).translator()
     sources, _ = load_splits(config.data, ["test"])["test"]
     # The last one is longer than its output budget: both must stop at the same token.
     sources = [*sources, " ".join(sources[:8])]

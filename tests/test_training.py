@@ -16,7 +16,9 @@ import tensorflow as tf
 
 from transformer_tf.cli import main
 from transformer_tf.config import load_config
-from transformer_tf.run import build_model, checkpoint_paths, load_run_config, restore_model
+from transformer_tf.checkpoints import checkpoint_paths, restore_model
+from transformer_tf.model import build_model
+from transformer_tf.run_dir import RunDir
 from transformer_tf.training.step import TrainStep
 
 from conftest import QUICKSTART, ROOT, tiny_args
@@ -235,7 +237,7 @@ def test_early_stopping_fires_and_validation_is_recorded(tmp_path, capsys):
 
 
 def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(trained_run):
-    config = load_run_config(trained_run)
+    config = RunDir(trained_run).read_config()
     first = build_model(config.model)
     tf.train.Checkpoint(model=first).restore(
         str(trained_run / "checkpoints" / "ckpt-100")).expect_partial()

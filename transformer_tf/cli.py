@@ -1,7 +1,8 @@
 """Command line: `transformer-tf train|evaluate|translate|export|build-vocab`.
 
-A thin layer over the library. Configs are loaded and checked before TensorFlow is
-imported, so a mistake in them is reported in a second, as one line, without a traceback.
+Parses arguments, calls the `Runner`, prints. Configs are loaded and checked before
+TensorFlow is imported, so a mistake in them is reported in a second, as one line, without
+a traceback.
 """
 
 import argparse
@@ -10,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from transformer_tf.config import EvalConfig, load_config
+from transformer_tf.config import EvalConfig, config_from_dict, load_config
 from transformer_tf.errors import UserError
 
 log = logging.getLogger("transformer_tf")
@@ -28,34 +29,45 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _quiet_tensorflow():
-    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-
-def _config_from_args(args):
-    """The config named by --config, or the resolved config saved in --run-dir."""
-    overrides = list(getattr(args, "set", None) or [])
+def _config(args, required=True):
+    """The config named by --config (its run_dir replaced by --run-dir), or the resolved
+    config saved in --run-dir; --set overrides and decoding flags applied."""
+    overrides = [*(getattr(args, "set", None) or []), *_decoding_overrides(args)]
     if getattr(args, "config", None):
         config = load_config(args.config, overrides)
-        if getattr(args, "run_dir", None):
-            config.run_dir = args.run_dir
+        config.run_dir = args.run_dir or config.run_dir
         return config
     if getattr(args, "run_dir", None):
-        path = Path(args.run_dir) / "config.yaml"
-        if not path.is_file():
-            raise UserError(f"'{args.run_dir}' has no config.yaml; pass --config, or train first.")
-        config = load_config(path, overrides)
-        config.run_dir = args.run_dir
-        return config
-    raise UserError("pass --config FILE (or --run-dir DIR of a trained run).")
+        from transformer_tf.run_dir import RunDir
+
+        return RunDir(args.run_dir).read_config(overrides)
+    if required:
+        raise UserError("pass --config FILE (or --run-dir DIR of a trained run).")
+    return config_from_dict({}, "command line", overrides)
+
+
+def _decoding_overrides(args):
+    """--beam-size and friends as config overrides."""
+    flags = {"beam_size": getattr(args, "beam_size", None),
+             "length_penalty": getattr(args, "length_penalty", None),
+             "tokenize": getattr(args, "tokenize", None),
+             "lowercase": getattr(args, "lowercase", None) or None}
+    return [f"eval.{key}={value}" for key, value in flags.items() if value is not None]
+
+
+def _runner(config):
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from transformer_tf.runner import Runner
+
+    return Runner(config)
 
 
 def _print_evaluation(result):
+    averaged = result.get("averaged_checkpoints")
     print(f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
           f"({result['sentences']} sentences, step {result['step']}"
-          + (f", mean of the last {result['averaged_checkpoints']} checkpoints"
-             if "averaged_checkpoints" in result else "") + ")")
+          + (f", mean of the last {averaged} checkpoints" if averaged else "") + ")")
     print(f"  {result['bleu_signature']}")
     print(f"  {result['chrf_signature']}")
     print(f"  hypotheses: {result['hypotheses_file']}")
@@ -63,93 +75,36 @@ def _print_evaluation(result):
         print(f"  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}")
 
 
+def _print_export(exported):
+    kind = {"ctranslate2": "CTranslate2 model"}.get(
+        exported["format"], "SavedModel of token ids" if exported["ids_only"] else "SavedModel")
+    print(f"exported {kind} (step {exported['step']}) to {exported['directory']}")
+    if exported["check"]:
+        print("  check: {!r} -> {!r}".format(*exported["check"]))
+
+
 def cmd_train(args):
-    config = _config_from_args(args)
-    _quiet_tensorflow()
-    from transformer_tf.evaluation.evaluate import evaluate_run
-    from transformer_tf.training.trainer import train
-
-    result = train(config)
-    config = result.config
-    if (not result.chief or result.stopped_by.startswith("signal")
-            or (args.no_eval and args.no_export)):
+    runner = _runner(_config(args))
+    result = runner.train()
+    if not result.chief or result.stopped_by.startswith("signal"):
         return 0
-    from transformer_tf.inference.translator import Translator
-
-    translator = Translator.from_run(config)
     if not args.no_eval:
-        _print_evaluation(evaluate_run(config, translator=translator))
-    if config.export.after_training and not args.no_export:
-        _export(config, translator, None)
+        _print_evaluation(runner.evaluate())
+    if runner.config.export.after_training and not args.no_export:
+        _print_export(runner.export())
     return 0
 
 
 def cmd_build_vocab(args):
-    config = _config_from_args(args)
-    _quiet_tensorflow()
-    from transformer_tf.data.sources import load_splits
-    from transformer_tf.data.tokenizers import build_or_load_tokenizers
-    from transformer_tf.run import RunDir
-
-    train_sources, train_targets = load_splits(config.data, ["train"])["train"]
-    tokenizers = build_or_load_tokenizers(config.tokenizer, train_sources, train_targets,
-                                          RunDir(config.run_dir).vocab)
-    for side, tokenizer in zip(("source", "target"), tokenizers):
-        sample = (train_sources if side == "source" else train_targets)[0]
+    runner = _runner(_config(args))
+    sources, targets = runner.split("train")
+    for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(),
+                                       (sources[0], targets[0])):
         pieces = tokenizer.pieces(tokenizer.tokenize([sample])[0])
-        print(f"{side}: {tokenizer.vocab_size} entries ({config.tokenizer.type}); "
+        print(f"{side}: {tokenizer.vocab_size} entries ({runner.config.tokenizer.type}); "
               f"{sample!r} -> {' '.join(pieces)}")
-    print(f"written to {RunDir(config.run_dir).vocab}")
+    print(f"written to {runner.run_dir.vocab}")
     return 0
-
-
-def _export(config, translator, output, ids_only=False, export_format="saved_model"):
-    """Write the SavedModel (or CTranslate2 model), then load it back and translate one
-    sentence as a check."""
-    import tensorflow as tf
-
-    from transformer_tf.data.sources import load_splits
-    from transformer_tf.inference.export import export_ids_saved_model, export_saved_model
-    from transformer_tf.run import RunDir
-
-    run = RunDir(config.run_dir)
-    if export_format == "ctranslate2":
-        _export_ctranslate2(config, translator, Path(output or run.ctranslate2), run.vocab)
-        return
-    directory = Path(output or config.export.directory or run.export)
-    if ids_only:
-        export_ids_saved_model(translator, directory)
-        print(f"exported SavedModel of token ids (step {translator.step}) to {directory}")
-        return
-    export_saved_model(translator, directory)
-    print(f"exported SavedModel (step {translator.step}) to {directory}")
-    sources, _ = load_splits(config.data, [config.eval.split])[config.eval.split]
-    served = tf.saved_model.load(str(directory)).signatures["serving_default"]
-    translation = served(sentences=tf.constant(sources[:1]))["translations"][0]
-    print(f"  check: {sources[0]!r} -> {translation.numpy().decode('utf-8')!r}")
-
-
-def _export_ctranslate2(config, translator, directory, vocab_dir):
-    from transformer_tf.data.sources import load_splits
-    from transformer_tf.data.tokenizers import vocab_path
-    from transformer_tf.inference.export_ctranslate2 import (
-        export_ctranslate2, load_ctranslate2, translate_ctranslate2)
-
-    files = [vocab_path(vocab_dir, side, config.tokenizer.type) for side in ("source", "target")]
-    export_ctranslate2(translator, directory, files)
-    print(f"exported CTranslate2 model (step {translator.step}) to {directory}")
-    sources, _ = load_splits(config.data, [config.eval.split])[config.eval.split]
-    engine = load_ctranslate2(directory)
-    translation = translate_ctranslate2(engine, translator, sources[:1])[0]
-    print(f"  check: {sources[0]!r} -> {translation!r}")
-
-
-def _decoding_overrides(args):
-    """--beam-size and friends as config overrides."""
-    flags = {"beam_size": args.beam_size, "length_penalty": args.length_penalty,
-             "tokenize": getattr(args, "tokenize", None),
-             "lowercase": getattr(args, "lowercase", None) or None}
-    return [f"eval.{key}={value}" for key, value in flags.items() if value is not None]
 
 
 def cmd_evaluate(args):
@@ -159,46 +114,28 @@ def cmd_evaluate(args):
     if args.saved_model and (args.beam_size or args.length_penalty is not None):
         raise UserError("a SavedModel decodes with the settings it was exported with; drop "
                         "--beam-size/--length-penalty, or evaluate the run (--run-dir).")
-    decoding = _decoding_overrides(args)
-    args.set = [*(args.set or []), *decoding]
-    config = _config_from_args(args) if (args.config or args.run_dir) else None
-    if config is None and not (args.saved_model and args.src):
+    if not (args.config or args.run_dir or (args.saved_model and args.src)):
         raise UserError("pass --config or --run-dir (to evaluate a run), or --saved-model "
                         "with --src and --ref.")
-    _quiet_tensorflow()
-    from transformer_tf.config import config_from_dict
-    from transformer_tf.data.sources import load_splits, read_parallel
-    from transformer_tf.evaluation.evaluate import evaluate
-    from transformer_tf.inference.translator import ServedTranslator, Translator
-
-    eval_config = config.eval if config else config_from_dict({}, "command line", decoding).eval
+    runner = _runner(_config(args, required=False))
+    translator = None
     if args.saved_model:
+        from transformer_tf.inference.translator import ServedTranslator
+
         translator = ServedTranslator(args.saved_model)
     else:
-        translator = Translator.from_run(config, args.average_last, args.best)
-    if args.src:
-        sources, references = read_parallel(args.src, args.ref)
-        name = Path(args.src).name
-    else:
-        name = args.split or eval_config.split
-        sources, references = load_splits(config.data, [name])[name]
-    output_dir = args.output_dir or (config.run_dir if config else ".")
-    result = evaluate(translator, sources, references, eval_config, output_dir, name)
-    _print_evaluation(result)
+        translator = runner.translator(args.average_last, args.best)
+    output_dir = args.output_dir or (runner.config.run_dir if (args.config or args.run_dir)
+                                     else ".")
+    files = (args.src, args.ref) if args.src else None
+    _print_evaluation(runner.evaluate(args.split, files, translator, output_dir))
     return 0
 
 
 def cmd_export(args):
-    config = _config_from_args(args)
-    _quiet_tensorflow()
-    from transformer_tf.inference.translator import Translator
-
-    translator = Translator.from_run(config, args.average_last, args.best)
-    if args.format == "ctranslate2" and args.tokenizer == "none":
-        raise UserError("--tokenizer none is a SavedModel form; a CTranslate2 model takes "
-                        "token strings, so drop --tokenizer with --format ctranslate2.")
-    _export(config, translator, args.output, ids_only=args.tokenizer == "none",
-            export_format=args.format)
+    runner = _runner(_config(args))
+    _print_export(runner.export(args.output, args.format, args.tokenizer, args.average_last,
+                                args.best))
     return 0
 
 
@@ -212,6 +149,16 @@ def _read_input(args):
     return [line.rstrip("\n") for line in sys.stdin]
 
 
+def _write_lines(lines, path):
+    out = open(path, "w", encoding="utf-8") if path else sys.stdout
+    try:
+        for line in lines:
+            print(line, file=out)
+    finally:
+        if path:
+            out.close()
+
+
 def cmd_translate(args):
     if args.attention:
         return _translate_with_attention(args)
@@ -220,30 +167,24 @@ def cmd_translate(args):
     if args.saved_model:
         directory = Path(args.saved_model)
     else:
-        from transformer_tf.run import RunDir
+        from transformer_tf.run_dir import RunDir
 
-        config = _config_from_args(args)
+        config = _config(args)
         directory = Path(config.export.directory or RunDir(config.run_dir).export)
     if not (directory / "saved_model.pb").is_file():
         raise UserError(f"no SavedModel in '{directory}'; run `transformer-tf export` first "
                         "or pass --saved-model DIR.")
     sentences = _read_input(args)
-    _quiet_tensorflow()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.inference.translator import ServedTranslator, translate_in_batches
 
-    served = ServedTranslator(directory)
-    outputs = translate_in_batches(served.signature, sentences, args.batch_size)
+    outputs = translate_in_batches(ServedTranslator(directory).signature, sentences,
+                                   args.batch_size)
     for number, truncated in enumerate(outputs["truncated"], start=1):
         if truncated:
             print(f"warning: line {number} is longer than the model reads; its end was not "
                   "translated.", file=sys.stderr)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for text in outputs["translations"]:
-            print(text, file=out)
-    finally:
-        if args.output:
-            out.close()
+    _write_lines(outputs["translations"], args.output)
     return 0
 
 
@@ -254,39 +195,26 @@ def _translate_n_best(args):
                         "instead of --saved-model.")
     if args.n_best < 1:
         raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
-    config = _config_from_args(args)
+    runner = _runner(_config(args))
     sentences = _read_input(args)
-    _quiet_tensorflow()
-    from transformer_tf.inference.translator import Translator
-
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        for index, hypotheses in enumerate(
-                Translator.from_run(config).n_best(sentences, args.n_best, args.batch_size)):
-            for text, score in hypotheses:
-                print(f"{index} ||| {text} ||| {score:.4f}", file=out)
-    finally:
-        if args.output:
-            out.close()
+    n_best = runner.translator().n_best(sentences, args.n_best, args.batch_size)
+    _write_lines([f"{index} ||| {text} ||| {score:.4f}"
+                  for index, hypotheses in enumerate(n_best) for text, score in hypotheses],
+                 args.output)
     return 0
 
 
 def _translate_with_attention(args):
     """Translate one sentence with the run's checkpoint and save its attention as a PNG."""
-    config = _config_from_args(args)
+    runner = _runner(_config(args))
     sentences = _read_input(args)
     if len(sentences) != 1:
         raise UserError("--attention draws one sentence: pass exactly one.")
-    _quiet_tensorflow()
-    import tensorflow as tf
+    from transformer_tf.evaluation.attention_image import save_attention_png
 
-    from transformer_tf.evaluation.attention_image import attention_image
-    from transformer_tf.inference.translator import Translator
-
-    result = Translator.from_run(config).attention(sentences[0])
-    last = result["attention"][f"decoder_layer{config.model.num_layers}"]
-    png = tf.io.encode_png(attention_image(last, cell=16)[0])
-    Path(args.attention).write_bytes(png.numpy())
+    result = runner.translator().attention(sentences[0])
+    last = list(result["attention"].values())[-1]  # [heads, target_len, source_len]
+    save_attention_png(last, args.attention)
     print(result["translation"])
     print(f"attention of the last decoder layer ({last.shape[0]} heads, target tokens down, "
           f"source tokens across) written to {args.attention}", file=sys.stderr)
@@ -355,8 +283,9 @@ def build_parser():
     export.add_argument("--output", help="directory (default: export.directory or "
                         "<run_dir>/export; <run_dir>/ctranslate2 for --format ctranslate2)")
     export.add_argument("--tokenizer", choices=["included", "none"], default="included",
-                        help="included: strings in and out (needs tensorflow-text); none: token ids in and out, core TensorFlow ops only (for "
-                        "saved_model_cli run and servers without tensorflow-text)")
+                        help="included: strings in and out (needs tensorflow-text); none: "
+                        "token ids in and out, core TensorFlow ops only (for saved_model_cli "
+                        "run and servers without tensorflow-text)")
     _add_checkpoint_args(export)
     export.set_defaults(func=cmd_export)
 
@@ -384,7 +313,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None) -> int:
+    """Run the command line with `argv` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     if not log.handlers:
         handler = _StderrHandler()

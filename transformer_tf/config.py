@@ -404,5 +404,30 @@ def load_config(path, overrides=()):
     return config_from_dict(values, str(path), overrides)
 
 
+def round_up(value, multiple=8):
+    """`value` rounded up to a multiple of `multiple`."""
+    return -(-value // multiple) * multiple
+
+
+def resolve_model_config(model_config, source_vocab_size, target_vocab_size):
+    """The model section with vocabulary sizes left empty taken from the tokenizers
+    (rounded up to a multiple of 8, which keeps matrix shapes friendly to vector units);
+    sizes that are too small, or unequal with shared embeddings, are refused."""
+    sizes = {"input_vocab_size": source_vocab_size, "target_vocab_size": target_vocab_size}
+    resolved = {}
+    for key, needed in sizes.items():
+        given = getattr(model_config, key)
+        if given is not None and given < needed:
+            raise ConfigError(f"'model.{key}' is {given} but the tokenizer has {needed} entries; "
+                              "remove the key to take the tokenizer's size, or raise it.")
+        resolved[key] = given if given is not None else round_up(needed)
+    if model_config.share_embeddings == "all" and len(set(resolved.values())) > 1:
+        raise ConfigError("'model.share_embeddings: all' needs equal 'model.input_vocab_size' "
+                          f"and 'model.target_vocab_size', got {resolved['input_vocab_size']} "
+                          f"and {resolved['target_vocab_size']}; remove both keys to take the "
+                          "shared vocabulary's size.")
+    return dataclasses.replace(model_config, **resolved)
+
+
 def save_config(config, path):
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

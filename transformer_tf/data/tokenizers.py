@@ -28,10 +28,6 @@ VOCAB_SUFFIX = {"sentencepiece": ".model", "wordpiece": ".vocab"}
 log = logging.getLogger(__name__)
 
 
-def round_up(value, multiple=8):
-    return -(-value // multiple) * multiple
-
-
 def _write_atomically(path, data):
     """Write bytes to `path` through a temporary name: a crash never leaves half a file."""
     path = Path(path)

@@ -1,4 +1,6 @@
-"""Attention weights as an image, for TensorBoard."""
+"""Attention weights as an image, for TensorBoard and `translate --attention`."""
+
+from pathlib import Path
 
 import numpy as np
 
@@ -15,3 +17,11 @@ def attention_image(weights, cell=8):
     separator = np.full((rows * cell, 2), 255, np.uint8)
     row = np.concatenate([part for head in pixels for part in (head, separator)][:-1], axis=1)
     return row[np.newaxis, :, :, np.newaxis]
+
+
+def save_attention_png(weights, path, cell=16):
+    """Write `attention_image(weights, cell)` to `path` as a PNG file."""
+    import tensorflow as tf
+
+    png = tf.io.encode_png(attention_image(weights, cell)[0])
+    Path(path).write_bytes(png.numpy())

@@ -5,10 +5,8 @@ import logging
 
 import tensorflow as tf
 
-from transformer_tf.data.sources import load_splits
 from transformer_tf.evaluation.bleu import corpus_scores
-from transformer_tf.inference.translator import Translator
-from transformer_tf.run import RunDir
+from transformer_tf.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +63,3 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
     samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
     hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
     return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
-
-
-def evaluate_run(config, split=None, translator=None):
-    """`evaluate` a split of the run's data (default `eval.split`) into the run directory;
-    `translator` defaults to the run's latest checkpoint."""
-    split = split or config.eval.split
-    translator = translator or Translator.from_run(config)
-    sources, references = load_splits(config.data, [split])[split]
-    return evaluate(translator, sources, references, config.eval, config.run_dir, split)

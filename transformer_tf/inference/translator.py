@@ -11,7 +11,6 @@ import tensorflow as tf
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
 from transformer_tf.inference.search import beam_search, decode, output_budgets
 from transformer_tf.model.masks import create_padding_mask
-from transformer_tf.run import load_run_tokenizers, restore_model
 
 
 # Batches decoded at the same time. A decoding step is a chain of small ops that leaves a
@@ -58,6 +57,8 @@ class Translator(tf.Module):
         averaged: int, how many checkpoints (the last, up to `step`) the weights are the mean
             of, for the record; 1: one checkpoint.
 
+    A trained run's translator comes from `Runner(config).translator()`.
+
     Example:
         >>> translator = Translator(model, source_tokenizer, target_tokenizer, EvalConfig())
         >>> translator(tf.constant(["The cat sat on the mat."]))["translations"]
@@ -72,15 +73,6 @@ class Translator(tf.Module):
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.eval_config = eval_config
-
-    @classmethod
-    def from_run(cls, config, average_last=1, best=False):
-        """The translator of a trained run: its tokenizers and latest checkpoint (or the
-        mean of its last `average_last` checkpoints, or its best), decoding as
-        `config.eval` says."""
-        model, step = restore_model(config.run_dir, config.model, average_last, best)
-        return cls(model, *load_run_tokenizers(config), config.eval, step=step,
-                   averaged=average_last)
 
     def encode(self, sentences):
         """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""

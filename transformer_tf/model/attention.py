@@ -60,11 +60,12 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         self.num_heads = num_heads
         self.dropout = dropout
         self.depth = d_model // num_heads
-        self.weights_dropout = tf.keras.layers.Dropout(dropout) if dropout else None
-        self.wq = tf.keras.layers.Dense(d_model, name="query")
-        self.wk = tf.keras.layers.Dense(d_model, name="key")
-        self.wv = tf.keras.layers.Dense(d_model, name="value")
-        self.dense = tf.keras.layers.Dense(d_model, name="output")
+        dtype = self.dtype_policy  # sublayers compute as this layer does (mixed precision)
+        self.weights_dropout = tf.keras.layers.Dropout(dropout, dtype=dtype) if dropout else None
+        self.wq = tf.keras.layers.Dense(d_model, name="query", dtype=dtype)
+        self.wk = tf.keras.layers.Dense(d_model, name="key", dtype=dtype)
+        self.wv = tf.keras.layers.Dense(d_model, name="value", dtype=dtype)
+        self.dense = tf.keras.layers.Dense(d_model, name="output", dtype=dtype)
 
     # Sequences are [batch, len, d_model]. Incremental decoding passes one position as
     # [batch, d_model]: Keras applies Dense to that with one MatMul (to a rank-3 input with

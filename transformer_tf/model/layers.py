@@ -23,7 +23,7 @@ def positional_encoding(length, d_model):
     return tf.constant(angles[np.newaxis, ...], dtype=tf.float32)
 
 
-def token_embedding(vocab_size, d_model, name="embedding"):
+def token_embedding(vocab_size, d_model, name="embedding", dtype=None):
     """The token embedding matrix as a Keras `Embedding`, to be shared by several layers
     when embeddings are tied.
 
@@ -32,8 +32,14 @@ def token_embedding(vocab_size, d_model, name="embedding"):
     a learning rate of 0.003 was measured stuck at the unigram loss.
     """
     return tf.keras.layers.Embedding(
-        vocab_size, d_model, name=name,
+        vocab_size, d_model, name=name, dtype=dtype,
         embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d_model ** -0.5))
+
+
+def layer_norm(name=None, dtype=None):
+    """Layer normalization as every layer of the model has it (Keras computes it in float32
+    under a mixed-precision policy)."""
+    return tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name=name, dtype=dtype)
 
 
 class PositionalEmbedding(tf.keras.layers.Layer):
@@ -53,9 +59,10 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.max_length, self.rate = (
             vocab_size, d_model, max_length, rate)
-        self.embedding = embedding or token_embedding(vocab_size, d_model)
+        self.embedding = embedding or token_embedding(vocab_size, d_model,
+                                                      dtype=self.dtype_policy)
         self.pos_encoding = positional_encoding(max_length, d_model)
-        self.dropout = tf.keras.layers.Dropout(rate)
+        self.dropout = tf.keras.layers.Dropout(rate, dtype=self.dtype_policy)
 
     def call(self, ids, training=False):
         x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
@@ -107,9 +114,11 @@ class FeedForward(tf.keras.layers.Layer):
     def __init__(self, d_model, dff, activation_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.d_model, self.dff, self.activation_dropout = d_model, dff, activation_dropout
-        self.inner = tf.keras.layers.Dense(dff, activation="relu", name="inner")
-        self.outer = tf.keras.layers.Dense(d_model, name="outer")
-        self.dropout = tf.keras.layers.Dropout(activation_dropout) if activation_dropout else None
+        dtype = self.dtype_policy
+        self.inner = tf.keras.layers.Dense(dff, activation="relu", name="inner", dtype=dtype)
+        self.outer = tf.keras.layers.Dense(d_model, name="outer", dtype=dtype)
+        self.dropout = (tf.keras.layers.Dropout(activation_dropout, dtype=dtype)
+                        if activation_dropout else None)
 
     def call(self, x, training=False):
         hidden = self.inner(x)  # [batch, len, dff]
@@ -143,12 +152,20 @@ class _TransformerLayer(tf.keras.layers.Layer):
         self.norm = norm
         self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
 
-    def attention(self, name):
+    def make_attention(self, name):
         return MultiHeadAttention(self.d_model, self.num_heads, self.attention_dropout,
-                                  name=name)
+                                  name=name, dtype=self.dtype_policy)
 
-    def feed_forward(self):
-        return FeedForward(self.d_model, self.dff, self.activation_dropout, name="feed_forward")
+    def make_feed_forward(self):
+        return FeedForward(self.d_model, self.dff, self.activation_dropout, name="feed_forward",
+                           dtype=self.dtype_policy)
+
+    def make_layer_norm(self):
+        return layer_norm(dtype=self.dtype_policy)
+
+    def make_dropout(self):
+        """Dropout on a sublayer's output, at `rate`."""
+        return tf.keras.layers.Dropout(self.rate, dtype=self.dtype_policy)
 
     def sublayer_input(self, x, layer_norm):
         """What a sublayer reads: x normalised (pre-norm) or x itself (post-norm)."""
@@ -169,10 +186,6 @@ class _TransformerLayer(tf.keras.layers.Layer):
                 "activation_dropout": self.activation_dropout}
 
 
-def _layer_norm():
-    return tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON)
-
-
 class EncoderLayer(_TransformerLayer):
     """Self-attention then feed-forward, each with dropout, residual and layer norm.
 
@@ -188,12 +201,12 @@ class EncoderLayer(_TransformerLayer):
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
         super().__init__(d_model, num_heads, dff, rate, **kwargs)
-        self.mha = self.attention("self_attention")
-        self.ffn = self.feed_forward()
-        self.layernorm1 = _layer_norm()
-        self.layernorm2 = _layer_norm()
-        self.dropout1 = tf.keras.layers.Dropout(rate)
-        self.dropout2 = tf.keras.layers.Dropout(rate)
+        self.mha = self.make_attention("self_attention")
+        self.ffn = self.make_feed_forward()
+        self.layernorm1 = self.make_layer_norm()
+        self.layernorm2 = self.make_layer_norm()
+        self.dropout1 = self.make_dropout()
+        self.dropout2 = self.make_dropout()
 
     def call(self, x, training=False, padding_mask=None):
         h = self.sublayer_input(x, self.layernorm1)
@@ -214,15 +227,15 @@ class DecoderLayer(_TransformerLayer):
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
         super().__init__(d_model, num_heads, dff, rate, **kwargs)
-        self.mha1 = self.attention("self_attention")
-        self.mha2 = self.attention("cross_attention")
-        self.ffn = self.feed_forward()
-        self.layernorm1 = _layer_norm()
-        self.layernorm2 = _layer_norm()
-        self.layernorm3 = _layer_norm()
-        self.dropout1 = tf.keras.layers.Dropout(rate)
-        self.dropout2 = tf.keras.layers.Dropout(rate)
-        self.dropout3 = tf.keras.layers.Dropout(rate)
+        self.mha1 = self.make_attention("self_attention")
+        self.mha2 = self.make_attention("cross_attention")
+        self.ffn = self.make_feed_forward()
+        self.layernorm1 = self.make_layer_norm()
+        self.layernorm2 = self.make_layer_norm()
+        self.layernorm3 = self.make_layer_norm()
+        self.dropout1 = self.make_dropout()
+        self.dropout2 = self.make_dropout()
+        self.dropout3 = self.make_dropout()
 
     def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
         h = self.sublayer_input(x, self.layernorm1)

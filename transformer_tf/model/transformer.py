@@ -1,10 +1,11 @@
 """The encoder-decoder Transformer of "Attention Is All You Need" (Vaswani et al., 2017)."""
 
+import dataclasses
+
 import tensorflow as tf
 
-from transformer_tf.model.layers import (NORMS, LAYER_NORM_EPSILON, DecoderLayer, EncoderLayer,
-                                         PositionalEmbedding, SharedOutputProjection,
-                                         token_embedding)
+from transformer_tf.model.layers import (NORMS, DecoderLayer, EncoderLayer, PositionalEmbedding,
+                                         SharedOutputProjection, layer_norm, token_embedding)
 from transformer_tf.model.masks import create_masks
 
 SHARE_EMBEDDINGS = ("none", "decoder", "all")
@@ -23,18 +24,19 @@ class _LayerStack(tf.keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.norm = norm
+        dtype = self.dtype_policy
         self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
-                                             rate, embedding=embedding, name="embedding")
+                                             rate, embedding=embedding, name="embedding",
+                                             dtype=dtype)
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
             layer = self.layer_class(d_model, num_heads, dff, rate, norm=norm,
                                      attention_dropout=attention_dropout,
-                                     activation_dropout=activation_dropout, name=f"layer{i + 1}")
+                                     activation_dropout=activation_dropout, name=f"layer{i + 1}",
+                                     dtype=dtype)
             setattr(self, f"layer{i + 1}", layer)
-        self.final_norm = (tf.keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON,
-                                                              name="final_norm")
-                           if norm == "pre" else None)
+        self.final_norm = layer_norm("final_norm", dtype) if norm == "pre" else None
 
     def stack(self):
         """The layers, bottom first."""
@@ -180,19 +182,23 @@ class Transformer(tf.keras.Model):
         self.norm = norm
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        # Every sublayer takes this model's dtype policy (mixed precision: float32 weights,
+        # computation in bfloat16 or float16), as KerasHub passes it down; nothing global.
+        dtype = self.dtype_policy
         options = dict(norm=norm, attention_dropout=attention_dropout,
-                       activation_dropout=activation_dropout)
-        shared = (token_embedding(target_vocab_size, d_model, name="shared_embedding")
+                       activation_dropout=activation_dropout, dtype=dtype)
+        shared = (token_embedding(target_vocab_size, d_model, "shared_embedding", dtype)
                   if share_embeddings == "all" else None)
         self.encoder = Encoder(num_layers, d_model, num_heads, dff, input_vocab_size,
                                pe_input, rate, embedding=shared, name="encoder", **options)
         self.decoder = Decoder(num_layers, d_model, num_heads, dff, target_vocab_size,
                                pe_target, rate, embedding=shared, name="decoder", **options)
         if share_embeddings == "none":
-            self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer")
+            self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer",
+                                                     dtype=dtype)
         else:
             self.final_layer = SharedOutputProjection(self.decoder.embedding.embedding,
-                                                      name="final_layer")
+                                                      name="final_layer", dtype=dtype)
 
     def call(self, inp, tar, training=False, enc_padding_mask=None, look_ahead_mask=None,
              dec_padding_mask=None):
@@ -226,3 +232,19 @@ class Transformer(tf.keras.Model):
             "attention_dropout": self.attention_dropout,
             "activation_dropout": self.activation_dropout,
         }
+
+
+# train.precision -> the Keras dtype policy of every layer: float32 weights, computation in
+# the named dtype (softmax, layer norm and the loss stay in float32).
+PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
+                      "float16": "mixed_float16"}
+
+
+def build_model(model_config, precision="float32"):
+    """A `Transformer` made from its arguments (a `ModelConfig`, or a dict of them), its
+    weights created, computing in `precision` ("float32", "bfloat16" or "float16")."""
+    options = (dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config)
+               else dict(model_config))
+    model = Transformer(**options, dtype=PRECISION_POLICIES[precision])
+    model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
+    return model

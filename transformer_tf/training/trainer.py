@@ -1,9 +1,9 @@
 """The custom training loop.
 
-Owns a run: tokenizers, model, optimizer, checkpoints (latest K and best), TensorBoard,
-periodic validation with BLEU, early stopping, and stopping cleanly on SIGTERM/SIGINT.
-Re-running the same config resumes at the same step, learning rate, optimizer state,
-dropout random state and position in the data.
+Given the run's data and tokenizers (the `Runner` loads them), trains the model: optimizer,
+checkpoints (latest K and best), TensorBoard, periodic validation with BLEU, early stopping,
+and stopping cleanly on SIGTERM/SIGINT. Re-running the same config resumes at the same step,
+learning rate, optimizer state, dropout random state and position in the data.
 """
 
 import dataclasses
@@ -18,17 +18,15 @@ from pathlib import Path
 import tensorflow as tf
 
 from transformer_tf.data.pipeline import count_too_long, distributed_train_dataset, eval_dataset
-from transformer_tf.data.sources import load_splits
-from transformer_tf.data.tokenizers import build_or_load_tokenizers, wait_for_tokenizers
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
 from transformer_tf.evaluation.evaluate import decode_and_score, record_evaluation
 from transformer_tf.inference.translator import Translator
-from transformer_tf.run import (RunDir, build_model, check_same_model, resolve_model_config,
-                                write_config)
+from transformer_tf.model import build_model
+from transformer_tf.run_dir import RunDir
+from transformer_tf.training.distribute import is_chief
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
-from transformer_tf.training.distribute import is_chief, make_strategy
 from transformer_tf.training.progress import Progress
 from transformer_tf.training.step import TrainStep
 
@@ -48,33 +46,28 @@ class TrainResult:
 
 
 class Trainer:
-    """Trains the run of `config`; `run()` returns a `TrainResult`."""
+    """Trains the run of `config`; `run()` returns a `TrainResult`.
 
-    def __init__(self, config):
+    Args:
+        config: the resolved `Config` (vocabulary sizes filled in).
+        strategy: the `tf.distribute.Strategy` to train under (made before any other
+            TensorFlow work, as multi-worker training requires).
+        splits: {"train": (sources, targets), "validation": (sources, targets)}.
+        tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
+            (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
+    """
+
+    def __init__(self, config, strategy, splits, tokenizers):
         train = config.train
+        self.config = config
         self.run_dir = RunDir(config.run_dir)
-        # First: multi-worker collectives must be configured before TensorFlow starts.
-        self.strategy = make_strategy(config.distribute)
-        self.chief = is_chief(self.strategy)
+        self.strategy = strategy
+        self.chief = is_chief(strategy)
         # The chief writes into the run directory; other workers into a folder of their own
         # that is removed at the end (the pattern TensorFlow documents).
         self.scratch = None if self.chief else Path(tempfile.mkdtemp(prefix="transformer_tf_"))
-        if train.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        tf.keras.utils.set_random_seed(train.seed)
-        self.splits = load_splits(config.data, ["train", "validation"])
-        if self.chief:
-            self.source_tokenizer, self.target_tokenizer = build_or_load_tokenizers(
-                config.tokenizer, *self.splits["train"], self.run_dir.vocab)
-        else:
-            self.source_tokenizer, self.target_tokenizer = wait_for_tokenizers(
-                config.tokenizer, self.run_dir.vocab)
-        self.config = config = dataclasses.replace(config, model=resolve_model_config(
-            config.model, self.source_tokenizer.vocab_size, self.target_tokenizer.vocab_size))
-        check_same_model(config.run_dir, config)
-        if self.chief:
-            write_config(config.run_dir, config)
-
+        self.splits = splits
+        self.source_tokenizer, self.target_tokenizer = tokenizers
         with self.strategy.scope():
             self.model = build_model(config.model, train.precision)
             self.optimizer = make_optimizer(train, config.model.d_model)
@@ -94,7 +87,8 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, str(checkpoints), max_to_keep=train.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(checkpoints / "best"), max_to_keep=1, checkpoint_name="best")
+            self.checkpoint, str(checkpoints / self.run_dir.best_checkpoints.name), max_to_keep=1,
+            checkpoint_name="best")
         latest = tf.train.latest_checkpoint(str(self.run_dir.checkpoints))  # every worker
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -336,8 +330,3 @@ class _StopOnSignals:
     def __exit__(self, *exc):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
-
-
-def train(config):
-    """Train (or resume) the run of `config`. Returns a `TrainResult`."""
-    return Trainer(config).run()

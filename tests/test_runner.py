@@ -1,0 +1,90 @@
+"""The Runner: one run from config to SavedModel, each split and the tokenizers loaded once,
+the trained weights handed on in memory."""
+
+import collections
+import sys
+
+import numpy as np
+import pytest
+
+import transformer_tf.runner as runner_module
+from transformer_tf.cli import main
+from transformer_tf.config import load_config
+from transformer_tf.data import sources
+from transformer_tf.data.tokenizers import SentencePieceTokenizer
+from transformer_tf.runner import Runner
+
+from conftest import QUICKSTART, TINY, tiny_args
+
+SHORT = ["train.steps=20", "train.checkpoint_every=10", "train.log_every=10"]
+
+
+@pytest.fixture
+def loads(monkeypatch):
+    """Counts of split loads ({split name: loads}) and tokenizer files opened, wherever in
+    the package they happen."""
+    counts = collections.Counter()
+    original = sources.load_splits
+
+    def counting_load_splits(data_config, names=sources.SPLITS):
+        counts.update(names)
+        return original(data_config, names)
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "").startswith("transformer_tf")
+                and getattr(module, "load_splits", None) is original):
+            monkeypatch.setattr(module, "load_splits", counting_load_splits)
+    from_file = SentencePieceTokenizer.from_file.__func__
+
+    def counting_from_file(cls, *args, **kwargs):
+        counts["tokenizer files"] += 1
+        return from_file(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SentencePieceTokenizer, "from_file", classmethod(counting_from_file))
+    return counts
+
+
+def test_one_train_command_loads_each_split_once_and_the_tokenizers_once(tmp_path, loads,
+                                                                         capsys):
+    # Training with validation, then the evaluation of test and the export with its check.
+    assert main(["train", *tiny_args(tmp_path / "run", *SHORT, "train.eval_every=20",
+                                     "eval.max_sentences=8")]) == 0
+    assert "check:" in capsys.readouterr().out
+    assert dict(loads) == {"train": 1, "validation": 1, "test": 1, "tokenizer files": 2}
+
+
+def test_after_training_evaluation_and_export_use_the_weights_in_memory(tmp_path, monkeypatch):
+    config = load_config(QUICKSTART, [*TINY, *SHORT, f"run_dir={tmp_path / 'run'}"])
+    runner = Runner(config)
+    result = runner.train()
+
+    def no_restore(*args, **kwargs):
+        raise AssertionError("restored from disk")
+
+    monkeypatch.setattr(runner_module, "restore_model", no_restore)
+    translator = runner.translator()
+    assert translator.step == result.step == 20
+    evaluation = runner.evaluate("validation")
+    assert evaluation["step"] == 20 and 0.0 <= evaluation["bleu"] <= 100.0
+    assert runner.export()["directory"].joinpath("saved_model.pb").is_file()
+
+
+def test_a_bfloat16_run_is_decoded_by_a_float32_copy_of_its_weights(tmp_path):
+    config = load_config(QUICKSTART, [*TINY, *SHORT, "train.precision=bfloat16",
+                                      f"run_dir={tmp_path / 'run'}"])
+    runner = Runner(config)
+    runner.train()
+    model = runner.translator().model
+    assert model.dtype_policy.name == "float32"
+    assert model.final_layer.compute_dtype == "float32"
+    # The same weights as the checkpoint the run just wrote.
+    restored = Runner.from_run_dir(tmp_path / "run").translator().model
+    for mine, saved in zip(model.get_weights(), restored.get_weights()):
+        np.testing.assert_array_equal(mine, saved)
+
+
+def test_a_run_directory_without_a_config_is_one_sentence(tmp_path, capsys):
+    assert main(["evaluate", "--run-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: '{tmp_path}' has no config.yaml; train first (transformer-tf train --config "
+        "...), or pass --config, or point --run-dir at a trained run.")

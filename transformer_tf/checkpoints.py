@@ -1,0 +1,48 @@
+"""A run's checkpoints: their paths, and a model restored from the latest, the best by
+validation, or the mean of the last N."""
+
+import tensorflow as tf
+
+from transformer_tf.errors import UserError
+from transformer_tf.model import build_model
+from transformer_tf.run_dir import RunDir
+
+
+def checkpoint_paths(run_dir, best=False):
+    """Checkpoint prefixes of a run, oldest first (`best`: the best one, kept apart)."""
+    directory = RunDir(run_dir)
+    state = tf.train.get_checkpoint_state(
+        str(directory.best_checkpoints if best else directory.checkpoints))
+    return list(state.all_model_checkpoint_paths) if state else []
+
+
+def checkpoint_step(path):
+    """The training step of a checkpoint prefix (`.../ckpt-1200` -> 1200)."""
+    return int(str(path).rsplit("-", 1)[-1])
+
+
+def restore_model(run_dir, model_config, average_last=1, best=False):
+    """A float32 model with the weights of the latest checkpoint in `run_dir` (or the mean
+    of the last `average_last` checkpoints, or the best by validation), and its step.
+
+    Returns (model, step).
+    """
+    paths = checkpoint_paths(run_dir, best)
+    if not paths:
+        raise UserError(f"'{run_dir}' has no best checkpoint; train with train.eval_every set."
+                        if best else f"'{run_dir}' has no checkpoint; train first.")
+    if average_last > len(paths):
+        raise UserError(f"cannot average the last {average_last} checkpoints: '{run_dir}' keeps "
+                        f"{len(paths)}; lower --average-last or raise train.keep_checkpoints.")
+    model = build_model(model_config)
+    checkpoint = tf.train.Checkpoint(model=model)
+    total = None
+    for path in paths[-average_last:]:
+        # Every model weight must come back; the optimizer's entries are not needed here.
+        checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
+        weights = [v.numpy() for v in model.trainable_variables]
+        total = weights if total is None else [t + w for t, w in zip(total, weights)]
+    if average_last > 1:
+        for variable, summed in zip(model.trainable_variables, total):
+            variable.assign(summed / average_last)
+    return model, checkpoint_step(paths[-1])

@@ -1,0 +1,75 @@
+"""The run directory: where each artifact of a run lives, and the one reader, writer and
+checker of its `config.yaml`.
+
+    <run_dir>/config.yaml        resolved config
+    <run_dir>/vocab/             source.model, target.model (SentencePiece) or .vocab (WordPiece)
+    <run_dir>/checkpoints/       tf.train.CheckpointManager (best/ holds the best by validation)
+    <run_dir>/logs/train, eval   TensorBoard
+    <run_dir>/eval/              hypotheses and scores of each evaluation
+    <run_dir>/export/            SavedModel
+    <run_dir>/ctranslate2/       CTranslate2 model (export --format ctranslate2)
+    <run_dir>/metrics.jsonl      one JSON object per evaluation
+"""
+
+import dataclasses
+from pathlib import Path
+
+import yaml
+
+from transformer_tf.config import Config, ModelConfig, config_from_dict, save_config
+from transformer_tf.errors import UserError
+
+# Model settings that may change when a run is resumed: the weights fit either way.
+DROPOUTS = ("rate", "attention_dropout", "activation_dropout")
+
+
+class RunDir:
+    """Paths inside one run directory, and its saved config.
+
+    Args:
+        root: str or Path, the run directory (`run_dir` of the config).
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.vocab = self.root / "vocab"
+        self.checkpoints = self.root / "checkpoints"
+        self.best_checkpoints = self.checkpoints / "best"
+        self.train_logs = self.root / "logs" / "train"
+        self.eval_logs = self.root / "logs" / "eval"
+        self.eval = self.root / "eval"
+        self.export = self.root / "export"
+        self.ctranslate2 = self.root / "ctranslate2"
+        self.metrics = self.root / "metrics.jsonl"
+
+    def read_config(self, overrides=()) -> Config:
+        """The resolved config saved by training, with `key.path=value` overrides applied.
+        Its `run_dir` is this directory, wherever the run was trained."""
+        if not self.config.is_file():
+            raise UserError(f"'{self.root}' has no config.yaml; train first (transformer-tf train "
+                            "--config ...), or pass --config, or point --run-dir at a trained run.")
+        values = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        config = config_from_dict(values, str(self.config), overrides)
+        config.run_dir = str(self.root)
+        return config
+
+    def write_config(self, config):
+        """Save the resolved `config` as this run's config.yaml."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_config(config, self.config)
+
+    def check_same_model(self, config):
+        """Refuse to reuse this run directory when its saved model shape differs from
+        `config`'s (the checkpoints would not fit)."""
+        if not self.config.is_file():
+            return
+        saved = self.read_config().model
+        for field in dataclasses.fields(ModelConfig):
+            if field.name in DROPOUTS:
+                continue
+            old, new = getattr(saved, field.name), getattr(config.model, field.name)
+            if new is not None and old != new:
+                raise UserError(f"'{self.root}' holds a model with model.{field.name}={old}, but "
+                                f"the config asks for {new}; use another run_dir or the same "
+                                "model settings.")

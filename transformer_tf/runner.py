@@ -1,0 +1,226 @@
+"""The Runner: one run from config to SavedModel.
+
+Data flows one way: config -> data source -> tokenizers -> trainer (model + strategy) ->
+checkpoints -> translator -> evaluation / export. The Runner is the one place that walks
+that chain; the modules it calls do not reach back up it.
+"""
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from transformer_tf.checkpoints import restore_model
+from transformer_tf.config import Config, resolve_model_config
+from transformer_tf.data.sources import load_splits, read_parallel
+from transformer_tf.data.tokenizers import (build_or_load_tokenizers, load_tokenizers,
+                                            vocab_path, wait_for_tokenizers)
+from transformer_tf.errors import UserError
+from transformer_tf.evaluation.evaluate import evaluate
+from transformer_tf.inference.translator import Translator
+from transformer_tf.model import build_model
+from transformer_tf.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("saved_model", "ctranslate2")
+
+
+class Runner:
+    """Owns one run: its config, data splits, tokenizers and model.
+
+    Splits and tokenizers are loaded when first needed, once, and shared by `train`,
+    `evaluate`, `export` and `translator`. After `train`, evaluation and export use the
+    trained weights in memory instead of reading them back from disk.
+
+    Args:
+        config: the run's `Config` (from `load_config`, or `RunDir.read_config` for a
+            trained run).
+
+    Example:
+        >>> runner = Runner(load_config("configs/quickstart.yaml"))
+        >>> result = runner.train()                 # or resume
+        >>> runner.evaluate("test")["bleu"]
+        >>> runner.export()["directory"]            # <run_dir>/export
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.run_dir = RunDir(config.run_dir)
+        self._splits = {}
+        self._tokenizers = None
+        self._trained = None  # (model, step) after `train`
+
+    @classmethod
+    def from_run_dir(cls, run_dir, overrides=()) -> "Runner":
+        """The runner of a trained run, from the config saved in `run_dir`."""
+        return cls(RunDir(run_dir).read_config(overrides))
+
+    # -- what the run is made of ------------------------------------------------------------
+
+    def split(self, name):
+        """(sources, targets) of the split `name` of the configured data, loaded once."""
+        if name not in self._splits:
+            self._splits[name] = load_splits(self.config.data, [name])[name]
+        return self._splits[name]
+
+    def tokenizers(self):
+        """(source, target) tokenizers of the run, loaded once from its vocab folder."""
+        if self._tokenizers is None:
+            self._tokenizers = load_tokenizers(self.run_dir.vocab, self.config.tokenizer.type)
+        return self._tokenizers
+
+    def build_vocab(self, chief=True):
+        """The tokenizers, built from the training split first if the run has none.
+        Workers other than the chief (`chief=False`) wait for the chief's instead."""
+        if self._tokenizers is None:
+            if chief:
+                self._tokenizers = build_or_load_tokenizers(
+                    self.config.tokenizer, *self.split("train"), self.run_dir.vocab)
+            else:
+                self._tokenizers = wait_for_tokenizers(self.config.tokenizer, self.run_dir.vocab)
+        return self._tokenizers
+
+    def vocab_files(self):
+        """The run's tokenizer files: [source, target]."""
+        return [vocab_path(self.run_dir.vocab, side, self.config.tokenizer.type)
+                for side in ("source", "target")]
+
+    def _resolve_model_config(self):
+        """Fill the model's vocabulary sizes from the tokenizers, as training does."""
+        model = self.config.model
+        if model.input_vocab_size is None or model.target_vocab_size is None:
+            source, target = self.tokenizers()
+            model = resolve_model_config(model, source.vocab_size, target.vocab_size)
+            self.config = dataclasses.replace(self.config, model=model)
+        return self.config.model
+
+    # -- train --------------------------------------------------------------------------------
+
+    def trainer(self):
+        """The run's `Trainer`, restored from the latest checkpoint if there is one: the
+        vocabularies built (or loaded), the model shape checked against the run directory's
+        and the resolved config written there."""
+        # Imported here: the strategy must be made before TensorFlow does any other work
+        # (multi-worker collectives cannot be configured after), so nothing above builds ops.
+        from transformer_tf.training.distribute import is_chief, make_strategy
+        from transformer_tf.training.trainer import Trainer
+
+        strategy = make_strategy(self.config.distribute)
+        chief = is_chief(strategy)
+        train = self.config.train
+        if train.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        # Seeding clears TensorFlow's kernel cache, and with it the kernels that hold a
+        # tokenizer's vocabulary: seed first, and make tokenizers made before anew.
+        tf.keras.utils.set_random_seed(train.seed)
+        self._tokenizers = None
+        self.build_vocab(chief)
+        self._resolve_model_config()
+        self.run_dir.check_same_model(self.config)
+        if chief:
+            self.run_dir.write_config(self.config)
+        splits = {name: self.split(name) for name in ("train", "validation")}
+        return Trainer(self.config, strategy, splits, self.tokenizers())
+
+    def train(self):
+        """Train the run, or resume it from its latest checkpoint. Returns a `TrainResult`."""
+        trainer = self.trainer()
+        result = trainer.run()
+        self._trained = (self._float32_copy(trainer.model, trainer.strategy), result.step)
+        return result
+
+    def _float32_copy(self, model, strategy):
+        """The trained model as decoding and export want it: float32, on one device. A model
+        that computed in bfloat16/float16, or whose variables a multi-device strategy holds,
+        gets its weights copied (in memory) into a new float32 model; else it is used as is."""
+        if self.config.train.precision == "float32" and strategy.num_replicas_in_sync == 1:
+            return model
+        copy = build_model(self.config.model)
+        copy.set_weights(model.get_weights())
+        return copy
+
+    # -- decode, evaluate, export ----------------------------------------------------------
+
+    def translator(self, average_last=1, best=False) -> Translator:
+        """The run's `Translator`, decoding as the `eval` section says, with the trained
+        weights: those in memory after `train`, else the latest checkpoint; or the mean of
+        the last `average_last` checkpoints, or the best by validation (both from disk)."""
+        if self._trained is not None and average_last == 1 and not best:
+            model, step = self._trained
+        else:
+            model, step = restore_model(self.config.run_dir, self._resolve_model_config(),
+                                        average_last, best)
+        return Translator(model, *self.tokenizers(), self.config.eval, step=step,
+                          averaged=average_last)
+
+    def evaluate(self, split=None, files=None, translator=None, output_dir=None):
+        """Decode and score a split of the run's data (default `eval.split`), or
+        `files=(source_file, reference_file)`; record it in `output_dir` (default: the run
+        directory). `translator` defaults to `self.translator()`.
+
+        Returns the result: scores, signatures, `hypotheses_file`, `samples`.
+        """
+        if files:
+            sources, references = read_parallel(*files)
+            name = Path(files[0]).name
+        else:
+            name = split or self.config.eval.split
+            sources, references = self.split(name)
+        translator = translator or self.translator()
+        return evaluate(translator, sources, references, self.config.eval,
+                        output_dir or self.config.run_dir, name)
+
+    def export(self, output=None, export_format="saved_model", tokenizer="included",
+               average_last=1, best=False):
+        """Write `self.translator(average_last, best)` as a SavedModel
+        (`tokenizer="none"`: token ids in and out, core TensorFlow ops only) or as a
+        CTranslate2 model; then load it back and translate one sentence of `eval.split`
+        as a check (not for the ids-only form, which takes ids).
+
+        Returns {"directory", "step", "format", "check": (sentence, translation) or None}.
+        """
+        if export_format not in EXPORT_FORMATS:
+            raise UserError(f"unknown export format {export_format!r}; use one of "
+                            f"{', '.join(EXPORT_FORMATS)}.")
+        if export_format == "ctranslate2" and tokenizer == "none":
+            raise UserError("--tokenizer none is a SavedModel form; a CTranslate2 model takes "
+                            "token strings, so drop --tokenizer with --format ctranslate2.")
+        translator = self.translator(average_last, best)
+        if export_format == "ctranslate2":
+            directory, check = self._export_ctranslate2(translator, output)
+        elif tokenizer == "none":
+            from transformer_tf.inference.export import export_ids_saved_model
+
+            directory = Path(output or self.config.export.directory or self.run_dir.export)
+            export_ids_saved_model(translator, directory)
+            check = None
+        else:
+            directory, check = self._export_saved_model(translator, output)
+        return {"directory": directory, "step": translator.step, "format": export_format,
+                "ids_only": tokenizer == "none", "check": check}
+
+    def _check_sentence(self):
+        sources, _ = self.split(self.config.eval.split)
+        return sources[0]
+
+    def _export_saved_model(self, translator, output):
+        from transformer_tf.inference.export import export_saved_model
+
+        directory = Path(output or self.config.export.directory or self.run_dir.export)
+        export_saved_model(translator, directory)
+        sentence = self._check_sentence()
+        served = tf.saved_model.load(str(directory)).signatures["serving_default"]
+        translation = served(sentences=tf.constant([sentence]))["translations"][0]
+        return directory, (sentence, translation.numpy().decode("utf-8"))
+
+    def _export_ctranslate2(self, translator, output):
+        from transformer_tf.inference.export_ctranslate2 import (
+            export_ctranslate2, load_ctranslate2, translate_ctranslate2)
+
+        directory = Path(output or self.run_dir.ctranslate2)
+        export_ctranslate2(translator, directory, self.vocab_files())
+        sentence = self._check_sentence()
+        engine = load_ctranslate2(directory)
+        return directory, (sentence, translate_ctranslate2(engine, translator, [sentence])[0])
