@@ -1,5 +1,7 @@
-"""Shared fixtures: one tiny trained run for the whole session."""
+"""Shared fixtures and helpers: tiny trained runs (one per session), a small corpus and
+tokenizers, a small untrained model, TensorBoard readers."""
 
+import gzip
 import json
 import os
 import shutil
@@ -98,3 +100,100 @@ def serve_in_fresh_process(export_dir, sentences):
         capture_output=True, text=True, timeout=300, cwd=export_dir.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_quietly(args, **kwargs):
+    """`subprocess.run` of a command with TensorFlow's start-up logging off."""
+    return subprocess.run(args, capture_output=True, text=True, timeout=300,
+                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}, **kwargs)
+
+
+def read_events(log_dir):
+    """{tag: {step: numpy value}} from the TensorBoard event files in `log_dir`."""
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator
+
+    events = event_accumulator.EventAccumulator(
+        str(log_dir), size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    return {tag: {e.step: tf.make_ndarray(e.tensor_proto) for e in events.Tensors(tag)}
+            for tag in events.Tags()["tensors"]}
+
+
+def read_scalars(log_dir):
+    """{tag: {step: float}} of the scalar summaries in `log_dir`."""
+    return {tag: {step: float(value) for step, value in steps.items()}
+            for tag, steps in read_events(log_dir).items()
+            if all(value.dtype.kind == "f" for value in steps.values())}
+
+
+# -- a small corpus and tokenizers made from it (data tests) ----------------------------------
+
+SPLIT_SIZES = {"train": 300, "validation": 20, "test": 20}
+
+
+def write_lines(path, lines, compress=False):
+    """Write `lines` to `path`, one per line (gzip-compressed with `compress`)."""
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """The synthetic corpus, small: {split: (english, german)}."""
+    from transformer_tf.data import synthetic
+
+    return synthetic.generate_splits(*SPLIT_SIZES.values(), seed=7)
+
+
+@pytest.fixture(scope="module")
+def tokenizers(corpus, tmp_path_factory):
+    """{"sentencepiece": ..., "wordpiece": ...} German tokenizers of `corpus`."""
+    from transformer_tf.data.tokenizers import (
+        SentencePieceTokenizer,
+        WordPieceTokenizer,
+        build_wordpiece_vocab,
+        train_sentencepiece,
+    )
+
+    folder = tmp_path_factory.mktemp("vocab")
+    german = corpus["train"][1]
+    return {
+        "sentencepiece": SentencePieceTokenizer.from_file(
+            train_sentencepiece(german, folder / "de.model", 300)),
+        "wordpiece": WordPieceTokenizer.from_file(
+            build_wordpiece_vocab(german, folder / "de.vocab", 300)),
+    }
+
+
+# -- a small untrained model (model tests) ------------------------------------------------------
+
+VOCAB_IN, VOCAB_OUT = 50, 60
+
+
+def small_transformer(rate=0.1, input_vocab_size=VOCAB_OUT, **options):
+    """A seeded 2-layer Transformer of width 32 with `options`."""
+    import tensorflow as tf
+
+    from transformer_tf.model import Transformer
+
+    tf.keras.utils.set_random_seed(0)
+    return Transformer(num_layers=2, d_model=32, num_heads=4, dff=64,
+                       input_vocab_size=input_vocab_size, target_vocab_size=VOCAB_OUT,
+                       pe_input=40, pe_target=40, rate=rate, **options)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """`small_transformer` with separate vocabularies of VOCAB_IN and VOCAB_OUT ids."""
+    return small_transformer(input_vocab_size=VOCAB_IN)
+
+
+def model_batch():
+    """(inp [2, 7], tar [2, 5]) ids with padding, for `model`."""
+    import tensorflow as tf
+
+    inp = tf.constant([[5, 6, 7, 8, 3, 0, 0], [9, 4, 3, 0, 0, 0, 0]], tf.int32)
+    tar = tf.constant([[2, 11, 12, 13, 14], [2, 15, 16, 0, 0]], tf.int32)
+    return inp, tar

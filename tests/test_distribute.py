@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from transformer_tf.checkpoints import restore_model
 from transformer_tf.cli import main
 from transformer_tf.config import DistributeConfig
 from transformer_tf.errors import UserError
-from transformer_tf.checkpoints import restore_model
 from transformer_tf.run_dir import RunDir
 from transformer_tf.training.distribute import make_strategy
 

@@ -81,10 +81,3 @@ def test_a_bfloat16_run_is_decoded_by_a_float32_copy_of_its_weights(tmp_path):
     restored = Runner.from_run_dir(tmp_path / "run").translator().model
     for mine, saved in zip(model.get_weights(), restored.get_weights()):
         np.testing.assert_array_equal(mine, saved)
-
-
-def test_a_run_directory_without_a_config_is_one_sentence(tmp_path, capsys):
-    assert main(["evaluate", "--run-dir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"error: '{tmp_path}' has no config.yaml; train first (transformer-tf train --config "
-        "...), or pass --config, or point --run-dir at a trained run.")

@@ -1,5 +1,7 @@
-"""A run's checkpoints: their paths, and a model restored from the latest, the best by
-validation, or the mean of the last N."""
+"""A run's checkpoints: their paths, restoring them (also those of earlier versions), and a
+model restored from the latest, the best by validation, or the mean of the last N."""
+
+import contextlib
 
 import tensorflow as tf
 
@@ -21,6 +23,37 @@ def checkpoint_step(path):
     return int(str(path).rsplit("-", 1)[-1])
 
 
+# A checkpoint finds each weight through the attribute names leading to it. Version 0.1
+# named these layers otherwise; those names are attached as aliases while a checkpoint is
+# read, so its checkpoints still load (a checkpoint with today's names ignores them).
+NAMES_BEFORE_0_2 = {"encoder": {"mha": "self_attention", "ffn": "feed_forward"},
+                    "decoder": {"mha1": "self_attention", "mha2": "cross_attention",
+                                "ffn": "feed_forward"}}
+
+
+@contextlib.contextmanager
+def _names_before_0_2(model):
+    aliased = []
+    for stack, names in NAMES_BEFORE_0_2.items():
+        for layer in getattr(model, stack).stack():
+            for old, new in names.items():
+                setattr(layer, old, getattr(layer, new))
+                aliased.append((layer, old))
+    try:
+        yield
+    finally:
+        for layer, old in aliased:
+            delattr(layer, old)
+
+
+def restore_checkpoint(checkpoint, path, model):
+    """`checkpoint.restore(path)` for a `tf.train.Checkpoint` holding `model`, whichever
+    version of this package wrote it; every object of `checkpoint` must find its values.
+    Returns the restore status."""
+    with _names_before_0_2(model):
+        return checkpoint.restore(path).assert_existing_objects_matched()
+
+
 def restore_model(run_dir, model_config, average_last=1, best=False):
     """A float32 model with the weights of the latest checkpoint in `run_dir` (or the mean
     of the last `average_last` checkpoints, or the best by validation), and its step.
@@ -39,7 +72,7 @@ def restore_model(run_dir, model_config, average_last=1, best=False):
     total = None
     for path in paths[-average_last:]:
         # Every model weight must come back; the optimizer's entries are not needed here.
-        checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
+        restore_checkpoint(checkpoint, path, model).expect_partial()
         weights = [v.numpy() for v in model.trainable_variables]
         total = weights if total is None else [t + w for t, w in zip(total, weights)]
     if average_last > 1:

@@ -397,7 +397,8 @@ def load_config(path, overrides=()):
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(err, 'problem', err)}).") from None
+        problem = getattr(err, "problem", err)
+        raise ConfigError(f"{path}:{line} is not valid YAML ({problem}).") from None
     if values is not None and not isinstance(values, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, not "
                           f"{type(values).__name__}.")

@@ -14,8 +14,12 @@ import tensorflow as tf
 from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
 from transformer_tf.data.sources import load_splits, read_parallel
-from transformer_tf.data.tokenizers import (build_or_load_tokenizers, load_tokenizers,
-                                            vocab_path, wait_for_tokenizers)
+from transformer_tf.data.tokenizers import (
+    build_or_load_tokenizers,
+    load_tokenizers,
+    vocab_path,
+    wait_for_tokenizers,
+)
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.evaluate import evaluate
 from transformer_tf.inference.translator import Translator
@@ -217,7 +221,10 @@ class Runner:
 
     def _export_ctranslate2(self, translator, output):
         from transformer_tf.inference.export_ctranslate2 import (
-            export_ctranslate2, load_ctranslate2, translate_ctranslate2)
+            export_ctranslate2,
+            load_ctranslate2,
+            translate_ctranslate2,
+        )
 
         directory = Path(output or self.run_dir.ctranslate2)
         export_ctranslate2(translator, directory, self.vocab_files())

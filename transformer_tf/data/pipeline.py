@@ -30,9 +30,13 @@ def _within(max_length):
 
 def count_too_long(sources, targets, source_tokenizer, target_tokenizer, max_length):
     """How many pairs have more than `max_length` tokens on a side (training drops them)."""
-    outside = lambda n, s, t: n + tf.cast(tf.logical_not(_within(max_length)(s, t)), tf.int64)
+    within = _within(max_length)
+
+    def count(total, pair):
+        return total + tf.cast(tf.logical_not(within(*pair)), tf.int64)
+
     pairs = tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-    return int(pairs.reduce(tf.constant(0, tf.int64), lambda n, pair: outside(n, *pair)))
+    return int(pairs.reduce(tf.constant(0, tf.int64), count))
 
 
 def length_buckets(max_length, width=4):

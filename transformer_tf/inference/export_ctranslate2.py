@@ -72,18 +72,18 @@ def transformer_spec(model):
     encoder, decoder = model.encoder, model.decoder
     _embedding(spec.encoder.embeddings[0], encoder.embedding, spec.encoder.position_encodings)
     for layer_spec, layer in zip(spec.encoder.layer, encoder.enc_layers):
-        attention = layer.mha
+        attention = layer.self_attention
         _dense(layer_spec.self_attention.linear[0], attention.wq, attention.wk, attention.wv)
         _dense(layer_spec.self_attention.linear[1], attention.dense)
         _layer_norm(layer_spec.self_attention.layer_norm, layer.layernorm1)
-        _dense(layer_spec.ffn.linear_0, layer.ffn.inner)
-        _dense(layer_spec.ffn.linear_1, layer.ffn.outer)
+        _dense(layer_spec.ffn.linear_0, layer.feed_forward.inner)
+        _dense(layer_spec.ffn.linear_1, layer.feed_forward.outer)
         _layer_norm(layer_spec.ffn.layer_norm, layer.layernorm2)
     if model.norm == "pre":
         _layer_norm(spec.encoder.layer_norm, encoder.final_norm)
     _embedding(spec.decoder.embeddings, decoder.embedding, spec.decoder.position_encodings)
     for layer_spec, layer in zip(spec.decoder.layer, decoder.dec_layers):
-        own, cross = layer.mha1, layer.mha2
+        own, cross = layer.self_attention, layer.cross_attention
         _dense(layer_spec.self_attention.linear[0], own.wq, own.wk, own.wv)
         _dense(layer_spec.self_attention.linear[1], own.dense)
         _layer_norm(layer_spec.self_attention.layer_norm, layer.layernorm1)
@@ -91,8 +91,8 @@ def transformer_spec(model):
         _dense(layer_spec.attention.linear[1], cross.wk, cross.wv)
         _dense(layer_spec.attention.linear[2], cross.dense)
         _layer_norm(layer_spec.attention.layer_norm, layer.layernorm2)
-        _dense(layer_spec.ffn.linear_0, layer.ffn.inner)
-        _dense(layer_spec.ffn.linear_1, layer.ffn.outer)
+        _dense(layer_spec.ffn.linear_0, layer.feed_forward.inner)
+        _dense(layer_spec.ffn.linear_1, layer.feed_forward.outer)
         _layer_norm(layer_spec.ffn.layer_norm, layer.layernorm3)
     if model.norm == "pre":
         _layer_norm(spec.decoder.layer_norm, decoder.final_norm)

@@ -14,9 +14,7 @@ output is longer than its budget and every search ends the same way.
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
-from transformer_tf.model.masks import create_look_ahead_mask, create_padding_mask
-
-NEG_INF = -1e9
+from transformer_tf.model.masks import MASK_NEGATIVE, create_look_ahead_mask, create_padding_mask
 
 
 def max_output_lengths(source, ratio, offset, limit):
@@ -98,7 +96,7 @@ def _retire(ended, rows, results, values, going, state, beam_size=1):
 def _force_eos_at_budget(log_probs, position, max_lengths):
     """log_probs [..., vocab]: where `position + 1` reaches the budget, only EOS remains."""
     at_budget = (position + 1 >= max_lengths)[..., tf.newaxis]  # [..., 1]
-    only_eos = tf.where(tf.range(tf.shape(log_probs)[-1]) == EOS_ID, 0.0, NEG_INF)
+    only_eos = tf.where(tf.range(tf.shape(log_probs)[-1]) == EOS_ID, 0.0, MASK_NEGATIVE)
     return tf.where(at_budget, only_eos, log_probs)
 
 
@@ -170,7 +168,7 @@ def _sample(logits, topk, temperature, seed):
     logits = logits / temperature
     if topk > 0:
         kth = tf.math.top_k(logits, k=topk).values[:, -1:]  # [batch, 1]
-        logits = tf.where(logits < kth, NEG_INF, logits)
+        logits = tf.where(logits < kth, MASK_NEGATIVE, logits)
     return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
 
 
@@ -234,7 +232,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         ended = tf.equal(tokens, EOS_ID)
 
         # The best k candidates that did not end stay alive, with their caches.
-        alive_rank = tf.where(ended, NEG_INF, top_scores)
+        alive_rank = tf.where(ended, MASK_NEGATIVE, top_scores)
         alive_scores, keep = tf.math.top_k(alive_rank, k=k)
         alive = tf.gather(sequences, keep, batch_dims=1)
         origin = tf.gather(beams, keep, batch_dims=1)  # [b, k] beam each came from
@@ -247,7 +245,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         sequences = pad_to_width(sequences)
         is_greedy = tf.reduce_all(tf.equal(sequences, greedy), axis=2)
         new_norm = tf.where(ended & ~is_greedy, top_scores / length_penalty(i + 1, alpha),
-                            NEG_INF)
+                            MASK_NEGATIVE)
         pool = tf.concat([finished, sequences], axis=1)
         pool_norm = tf.concat([finished_norm, new_norm], axis=1)
         pool_scores = tf.concat([finished_scores, top_scores], axis=1)
@@ -267,7 +265,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         alive, going = going
         return i + 1, alive, rows, going, cache, results
 
-    others = tf.fill([batch, k - 1], NEG_INF)
+    others = tf.fill([batch, k - 1], MASK_NEGATIVE)
     going = (tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
              tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
              tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),

@@ -11,7 +11,7 @@ import tensorflow as tf
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
 from transformer_tf.inference.search import beam_search, decode, output_budgets
 from transformer_tf.model.masks import create_padding_mask
-
+from transformer_tf.model.transformer import decoder_attention_key
 
 # Batches decoded at the same time. A decoding step is a chain of small ops that leaves a
 # core idle much of the time; a second batch in flight fills it (measured on 2 cores:
@@ -50,7 +50,8 @@ class Translator(tf.Module):
 
     Args:
         model: a trained `Transformer`.
-        source_tokenizer, target_tokenizer: tokenizers of the run (`transformer_tf.data.tokenizers`).
+        source_tokenizer, target_tokenizer: the run's tokenizers
+            (`transformer_tf.data.tokenizers`).
         eval_config: `EvalConfig`, the decoding settings (beam_size, length_penalty,
             sampling_topk, sampling_temperature, max_length_ratio, max_length_offset).
         step: int, training step of the weights, for the record.
@@ -124,8 +125,8 @@ class Translator(tf.Module):
 
         Returns {"translation": str, "source_tokens": [pieces], "target_tokens": [pieces,
         EOS included],
-        "attention": {"decoder_layer{i}": [heads, target_len, source_len] numpy}, the
-        encoder-decoder attention of every decoder layer,
+        "attention": {"decoder_layer{i}_block2": [heads, target_len, source_len] numpy},
+        the encoder-decoder attention of every decoder layer, first to last,
         "encoder_attention": {"encoder_layer{i}": [heads, source_len, source_len] numpy},
         the self-attention of every encoder layer}.
         """
@@ -143,8 +144,8 @@ class Translator(tf.Module):
                 tf.constant([tokens], tf.int32))[0].numpy().decode("utf-8"),
             "source_tokens": self.source_tokenizer.pieces(source[0]),
             "target_tokens": self.target_tokenizer.pieces(tf.constant(tokens, tf.int32)),
-            "attention": {name[: -len("_block2")]: value[0].numpy()
-                          for name, value in weights.items() if name.endswith("_block2")},
+            "attention": {key: weights[key][0].numpy() for key in (
+                decoder_attention_key(i + 1, 2) for i in range(self.model.num_layers))},
             "encoder_attention": {name: value[0].numpy()
                                   for name, value in encoder_weights.items()},
         }

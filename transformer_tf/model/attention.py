@@ -4,8 +4,7 @@ import functools
 
 import tensorflow as tf
 
-# Added to masked logits; large enough to zero a softmax in float32.
-MASK_NEGATIVE = -1e9
+from transformer_tf.model.masks import MASK_NEGATIVE
 
 
 def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
@@ -95,7 +94,7 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         the encoder output once per sentence and appends those of each new position."""
         return self.split_heads(self.wk(key)), self.split_heads(self.wv(value))
 
-    def attend(self, query, k, v, attention_mask=None, training=False):
+    def attend(self, query, k, v, attention_mask=None, training=None):
         """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
         over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
@@ -105,7 +104,7 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         output, weights = scaled_dot_product_attention(q, k, v, attention_mask, dropout)
         return self.dense(self.merge_heads(output, query.shape.rank == 2)), weights
 
-    def call(self, query, key, value, attention_mask=None, training=False):
+    def call(self, query, key, value, attention_mask=None, training=None):
         return self.attend(query, *self.project_key_value(key, value), attention_mask,
                            training=training)
 

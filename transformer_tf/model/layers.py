@@ -64,7 +64,7 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = tf.keras.layers.Dropout(rate, dtype=self.dtype_policy)
 
-    def call(self, ids, training=False):
+    def call(self, ids, training=None):
         x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
         x += tf.cast(self.pos_encoding[:, :tf.shape(ids)[1], :], x.dtype)
         return self.dropout(x, training=training)
@@ -120,7 +120,7 @@ class FeedForward(tf.keras.layers.Layer):
         self.dropout = (tf.keras.layers.Dropout(activation_dropout, dtype=dtype)
                         if activation_dropout else None)
 
-    def call(self, x, training=False):
+    def call(self, x, training=None):
         hidden = self.inner(x)  # [batch, len, dff]
         if self.dropout is not None:
             hidden = self.dropout(hidden, training=training)
@@ -171,7 +171,7 @@ class _TransformerLayer(tf.keras.layers.Layer):
         """What a sublayer reads: x normalised (pre-norm) or x itself (post-norm)."""
         return layer_norm(x) if self.norm == "pre" else x
 
-    def residual(self, x, sublayer_output, layer_norm, dropout=None, training=False):
+    def residual(self, x, sublayer_output, layer_norm, dropout=None, training=None):
         """x plus the sublayer's output (after dropout), normalised after the sum in
         post-norm."""
         if dropout is not None:
@@ -201,20 +201,20 @@ class EncoderLayer(_TransformerLayer):
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
         super().__init__(d_model, num_heads, dff, rate, **kwargs)
-        self.mha = self.make_attention("self_attention")
-        self.ffn = self.make_feed_forward()
+        self.self_attention = self.make_attention("self_attention")
+        self.feed_forward = self.make_feed_forward()
         self.layernorm1 = self.make_layer_norm()
         self.layernorm2 = self.make_layer_norm()
         self.dropout1 = self.make_dropout()
         self.dropout2 = self.make_dropout()
 
-    def call(self, x, training=False, padding_mask=None):
+    def call(self, x, training=None, padding_mask=None):
         h = self.sublayer_input(x, self.layernorm1)
-        attn, weights = self.mha(h, h, h, attention_mask=padding_mask, training=training)
+        attn, weights = self.self_attention(h, h, h, attention_mask=padding_mask, training=training)
         x = self.residual(x, attn, self.layernorm1, self.dropout1, training)
         h = self.sublayer_input(x, self.layernorm2)
-        x = self.residual(x, self.ffn(h, training=training), self.layernorm2, self.dropout2,
-                          training)
+        ffn = self.feed_forward(h, training=training)
+        x = self.residual(x, ffn, self.layernorm2, self.dropout2, training)
         return x, weights  # [batch, inp_len, d_model], [batch, heads, inp_len, inp_len]
 
 
@@ -227,9 +227,9 @@ class DecoderLayer(_TransformerLayer):
 
     def __init__(self, d_model, num_heads, dff, rate=0.1, **kwargs):
         super().__init__(d_model, num_heads, dff, rate, **kwargs)
-        self.mha1 = self.make_attention("self_attention")
-        self.mha2 = self.make_attention("cross_attention")
-        self.ffn = self.make_feed_forward()
+        self.self_attention = self.make_attention("self_attention")
+        self.cross_attention = self.make_attention("cross_attention")
+        self.feed_forward = self.make_feed_forward()
         self.layernorm1 = self.make_layer_norm()
         self.layernorm2 = self.make_layer_norm()
         self.layernorm3 = self.make_layer_norm()
@@ -237,24 +237,26 @@ class DecoderLayer(_TransformerLayer):
         self.dropout2 = self.make_dropout()
         self.dropout3 = self.make_dropout()
 
-    def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
+    def call(self, x, enc_output, training=None, look_ahead_mask=None, padding_mask=None):
         h = self.sublayer_input(x, self.layernorm1)
-        attn1, weights1 = self.mha1(h, h, h, attention_mask=look_ahead_mask, training=training)
+        attn1, weights1 = self.self_attention(h, h, h, attention_mask=look_ahead_mask,
+                                              training=training)
         x = self.residual(x, attn1, self.layernorm1, self.dropout1, training)
         h = self.sublayer_input(x, self.layernorm2)
-        attn2, weights2 = self.mha2(h, enc_output, enc_output, attention_mask=padding_mask,
-                                    training=training)
+        attn2, weights2 = self.cross_attention(h, enc_output, enc_output,
+                                               attention_mask=padding_mask, training=training)
         x = self.residual(x, attn2, self.layernorm2, self.dropout2, training)
         h = self.sublayer_input(x, self.layernorm3)
-        x = self.residual(x, self.ffn(h, training=training), self.layernorm3, self.dropout3,
-                          training)
-        # [batch, tar_len, d_model], [batch, heads, tar_len, tar_len], [batch, heads, tar_len, inp_len]
+        ffn = self.feed_forward(h, training=training)
+        x = self.residual(x, ffn, self.layernorm3, self.dropout3, training)
+        # x [batch, tar_len, d_model]; weights1 [batch, heads, tar_len, tar_len];
+        # weights2 [batch, heads, tar_len, inp_len]
         return x, weights1, weights2
 
     def init_cache(self, enc_output):
         """Decoding state for `step`: the encoder output's keys and values (computed once)
         and empty self-attention keys and values."""
-        memory_key, memory_value = self.mha2.project_key_value(enc_output, enc_output)
+        memory_key, memory_value = self.cross_attention.project_key_value(enc_output, enc_output)
         empty = memory_key[:, :, :0, :]  # [batch, heads, 0, depth]
         return {"self_key": empty, "self_value": empty,
                 "memory_key": memory_key, "memory_value": memory_value}
@@ -275,14 +277,16 @@ class DecoderLayer(_TransformerLayer):
         [batch, heads, 1, inp_len].
         """
         h = self.sublayer_input(x, self.layernorm1)
-        key, value = self.mha1.project_key_value(h, h)
+        key, value = self.self_attention.project_key_value(h, h)
         self_key = tf.concat([cache["self_key"], key], axis=2)  # [batch, heads, t + 1, depth]
         self_value = tf.concat([cache["self_value"], value], axis=2)
-        attn1, _ = self.mha1.attend(h, self_key, self_value)  # earlier positions only: no mask
+        # Only earlier positions are cached: nothing to mask.
+        attn1, _ = self.self_attention.attend(h, self_key, self_value)
         x = self.residual(x, attn1, self.layernorm1)
-        attn2, weights2 = self.mha2.attend(self.sublayer_input(x, self.layernorm2),
-                                           cache["memory_key"], cache["memory_value"],
-                                           padding_mask)
+        h = self.sublayer_input(x, self.layernorm2)
+        attn2, weights2 = self.cross_attention.attend(h, cache["memory_key"],
+                                                      cache["memory_value"], padding_mask)
         x = self.residual(x, attn2, self.layernorm2)
-        x = self.residual(x, self.ffn(self.sublayer_input(x, self.layernorm3)), self.layernorm3)
+        x = self.residual(x, self.feed_forward(self.sublayer_input(x, self.layernorm3)),
+                          self.layernorm3)
         return x, {**cache, "self_key": self_key, "self_value": self_value}, weights2

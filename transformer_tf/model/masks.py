@@ -7,6 +7,10 @@ Token id 0 is padding.
 
 import tensorflow as tf
 
+# Added, times the mask, to attention logits: large enough to zero a softmax in float32.
+# Decoding gives it as the score of a token or hypothesis that must not be chosen.
+MASK_NEGATIVE = -1e9
+
 
 def create_padding_mask(seq):
     """1.0 where `seq` is padding. [batch, seq_len] -> [batch, 1, 1, seq_len]."""

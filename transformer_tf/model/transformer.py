@@ -4,11 +4,29 @@ import dataclasses
 
 import tensorflow as tf
 
-from transformer_tf.model.layers import (NORMS, DecoderLayer, EncoderLayer, PositionalEmbedding,
-                                         SharedOutputProjection, layer_norm, token_embedding)
+from transformer_tf.model.layers import (
+    NORMS,
+    DecoderLayer,
+    EncoderLayer,
+    PositionalEmbedding,
+    SharedOutputProjection,
+    layer_norm,
+    token_embedding,
+)
 from transformer_tf.model.masks import create_masks
 
 SHARE_EMBEDDINGS = ("none", "decoder", "all")
+
+
+def encoder_attention_key(layer):
+    """Key of encoder layer `layer`'s (from 1) self-attention weights."""
+    return f"encoder_layer{layer}"
+
+
+def decoder_attention_key(layer, block):
+    """Key of decoder layer `layer`'s (from 1) attention weights: block 1 is the masked
+    self-attention, block 2 the encoder-decoder attention."""
+    return f"decoder_layer{layer}_block{block}"
 
 
 class _LayerStack(tf.keras.layers.Layer):
@@ -58,11 +76,11 @@ class Encoder(_LayerStack):
 
     layer_class = EncoderLayer
 
-    def call(self, x, training=False, padding_mask=None):
+    def call(self, x, training=None, padding_mask=None):
         x = self.embedding(x, training=training)  # [batch, inp_len, d_model]
         weights = {}
         for i, layer in enumerate(self.enc_layers):
-            x, weights[f"encoder_layer{i + 1}"] = layer(
+            x, weights[encoder_attention_key(i + 1)] = layer(
                 x, training=training, padding_mask=padding_mask)
         return self.normalize_output(x), weights
 
@@ -79,14 +97,14 @@ class Decoder(_LayerStack):
 
     layer_class = DecoderLayer
 
-    def call(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
+    def call(self, x, enc_output, training=None, look_ahead_mask=None, padding_mask=None):
         x = self.embedding(x, training=training)  # [batch, tar_len, d_model]
         weights = {}
         for i, layer in enumerate(self.dec_layers):
             x, block1, block2 = layer(x, enc_output, training=training,
                                       look_ahead_mask=look_ahead_mask, padding_mask=padding_mask)
-            weights[f"decoder_layer{i + 1}_block1"] = block1
-            weights[f"decoder_layer{i + 1}_block2"] = block2
+            weights[decoder_attention_key(i + 1, 1)] = block1
+            weights[decoder_attention_key(i + 1, 2)] = block2
         return self.normalize_output(x), weights
 
     def init_cache(self, enc_output):
@@ -100,12 +118,13 @@ class Decoder(_LayerStack):
 
     def step(self, ids, position, cache, padding_mask=None):
         """Decode one position incrementally: ids [batch] at `position` -> output
-        [batch, d_model], updated cache, {"decoder_layer{i}": cross-attention weights}."""
+        [batch, d_model], updated cache, {"decoder_layer{i}_block2": encoder-decoder
+        attention weights [batch, heads, 1, inp_len]}."""
         x = self.embedding.embed_position(ids, position)
         new_cache, weights = [], {}
         for i, (layer, layer_cache) in enumerate(zip(self.dec_layers, cache)):
-            x, layer_cache, weights[f"decoder_layer{i + 1}"] = layer.step(x, layer_cache,
-                                                                          padding_mask)
+            x, layer_cache, weights[decoder_attention_key(i + 1, 2)] = layer.step(
+                x, layer_cache, padding_mask)
             new_cache.append(layer_cache)
         return self.normalize_output(x), new_cache, weights
 
@@ -200,7 +219,7 @@ class Transformer(tf.keras.Model):
             self.final_layer = SharedOutputProjection(self.decoder.embedding.embedding,
                                                       name="final_layer", dtype=dtype)
 
-    def call(self, inp, tar, training=False, enc_padding_mask=None, look_ahead_mask=None,
+    def call(self, inp, tar, training=None, enc_padding_mask=None, look_ahead_mask=None,
              dec_padding_mask=None):
         if enc_padding_mask is None or look_ahead_mask is None or dec_padding_mask is None:
             derived = create_masks(inp, tar)

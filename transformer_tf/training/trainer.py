@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from transformer_tf.checkpoints import restore_checkpoint
 from transformer_tf.data.pipeline import count_too_long, distributed_train_dataset, eval_dataset
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
@@ -91,7 +92,7 @@ class Trainer:
             checkpoint_name="best")
         latest = tf.train.latest_checkpoint(str(self.run_dir.checkpoints))  # every worker
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            restore_checkpoint(self.checkpoint, latest, self.model)
             log.info("resumed from %s at step %d", latest, int(self.step))
         # Made once: its compiled search is traced at the first evaluation, not at each.
         self.translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
@@ -234,7 +235,7 @@ class Trainer:
                   "loss": loss, "accuracy": accuracy, **scores}
         samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
         attention = translator.attention(sources[0])["attention"]
-        last_layer = attention[f"decoder_layer{self.config.model.num_layers}"]
+        last_layer = list(attention.values())[-1]  # [heads, target_len, source_len]
         if self.chief:  # every worker evaluates, so all take the same early-stopping decision
             record_evaluation(self.run_dir.root, result, hypotheses, samples,
                               {"attention": attention_image(last_layer)})

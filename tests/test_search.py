@@ -7,26 +7,21 @@ import tensorflow as tf
 
 from transformer_tf.data.sources import load_splits
 from transformer_tf.inference import search
-from transformer_tf.inference.translator import Translator
 from transformer_tf.run_dir import RunDir
 from transformer_tf.runner import Runner
 
-
-# Compiled as the translator compiles them: an eager while loop is many times slower.
 greedy_search = tf.function(search.greedy_search)
-beam_search = tf.function(search.beam_search)
 
+beam_search = tf.function(search.beam_search)
 
 @pytest.fixture(scope="module")
 def translator(trained_run):
     return Runner.from_run_dir(trained_run).translator()
 
-
 @pytest.fixture(scope="module")
 def batch(trained_run, translator):
     sources, _ = load_splits(RunDir(trained_run).read_config().data)["test"]
     return translator.encode(tf.constant(sources[:24]))
-
 
 def _ended(tokens):
     """Token lists cut after EOS (id 3)."""
@@ -97,6 +92,19 @@ def test_outputs_respect_the_length_budget(translator, batch):
         assert len(row) <= 3 and row[-1] == 3
 
 
+def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained_tied_run):
+    # The cached step is written apart from the full decoder: the pre-norm order and the
+    # stack's final layer norm must match there too.
+    config = RunDir(trained_tied_run).read_config()
+    translator = Runner(config).translator()
+    sources, _ = load_splits(config.data)["test"]
+    batch = translator.encode(tf.constant(sources[:24]))
+    cached, cached_scores = greedy_search(translator.model, *batch, cache=True)
+    full, full_scores = greedy_search(translator.model, *batch, cache=False)
+    assert _ended(cached) == _ended(full)
+    np.testing.assert_allclose(cached_scores, full_scores, atol=1e-4)
+
+
 def test_translate_prints_the_n_best(trained_run, capsys):
     from transformer_tf.cli import main
 
@@ -110,16 +118,3 @@ def test_translate_prints_the_n_best(trained_run, capsys):
         scores = [float(score) for _, _, score in lines[first:first + 3]]
         assert scores == sorted(scores, reverse=True) and scores[0] < 0
         assert all(text for _, text, _ in lines[first:first + 3])
-
-
-def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained_tied_run):
-    # The cached step is written apart from the full decoder: the pre-norm order and the
-    # stack's final layer norm must match there too.
-    config = RunDir(trained_tied_run).read_config()
-    translator = Runner(config).translator()
-    sources, _ = load_splits(config.data)["test"]
-    batch = translator.encode(tf.constant(sources[:24]))
-    cached, cached_scores = greedy_search(translator.model, *batch, cache=True)
-    full, full_scores = greedy_search(translator.model, *batch, cache=False)
-    assert _ended(cached) == _ended(full)
-    np.testing.assert_allclose(cached_scores, full_scores, atol=1e-4)

@@ -1,0 +1,67 @@
+"""The SavedModel exports: served by TensorFlow's own tools and by a process without this
+package."""
+
+import re
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from transformer_tf.cli import main
+from transformer_tf.runner import Runner
+
+from conftest import run_quietly, serve_in_fresh_process
+
+SAVED_MODEL_CLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
+def test_saved_model_cli_lists_the_signature(trained_run):
+    shown = run_quietly([*SAVED_MODEL_CLI, "show", "--all", "--dir", str(trained_run / "export")])
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "signature_def['serving_default']" in shown.stdout
+    for name in ("sentences", "translations", "scores", "truncated"):
+        assert f"['{name}']" in shown.stdout, name
+
+
+def test_ids_export_runs_in_stock_saved_model_cli(each_trained_run, tmp_path):
+    export = tmp_path / "ids"
+    assert main(["export", "--run-dir", str(each_trained_run), "--tokenizer", "none",
+                 "--output", str(export)]) == 0
+    assert sorted(p.name for p in (export / "assets").iterdir()) == ["source.vocab",
+                                                                    "target.vocab"]
+    translator = Runner.from_run_dir(each_trained_run).translator()
+    ids = translator.source_tokenizer.tokenize(tf.constant(["The cat sat on the mat."]))
+    ids = ids.to_tensor().numpy().tolist()
+    ran = run_quietly([*SAVED_MODEL_CLI, "run", "--dir", str(export), "--tag_set", "serve",
+                "--signature_def", "serving_default", "--input_exprs", f"source_ids={ids}"])
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    printed = re.search(r"target_ids.*?\[\[(.*?)\]\]", ran.stdout, re.S).group(1)
+    served = [int(x) for x in re.findall(r"-?\d+", printed)]
+    expected, _ = translator.search(*translator.encode(tf.constant(["The cat sat on the mat."])))
+    expected = expected[0].numpy().tolist()
+    assert served[: len(expected)] == expected
+
+
+def test_readme_serving_snippet_runs_as_written(trained_run, tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Serving the SavedModel", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs" / "quickstart").mkdir(parents=True)
+    (tmp_path / "runs" / "quickstart" / "export").symlink_to(trained_run / "export")
+    result = run_quietly([sys.executable, "-c", snippet], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = Runner.from_run_dir(trained_run).translator().translate(
+        ["The cat sat on the mat."])[0]
+    translation, score = result.stdout.strip().rsplit(" ", 1)
+    assert translation == expected and float(score) < 0
+
+
+def test_saved_model_translates_in_a_process_without_this_package(each_trained_run):
+    served = serve_in_fresh_process(each_trained_run / "export",
+                                    ["The cat sat on the mat.", "A dog sleeps."])
+    assert served["imported_package"] is False
+    # The canonical sentence is the first test sentence: the served model must translate
+    # it exactly as the in-process evaluation did.
+    evaluated = (each_trained_run / "eval" / "test-step150.hyp.txt").read_text().splitlines()[0]
+    assert served["translations"][0] == evaluated
+    assert served["translations"][1] and all(s < 0 for s in served["scores"])

@@ -1,0 +1,55 @@
+"""The Transformer's layers: embedding scale, where layer norms go, and the extra dropouts."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import model_batch, small_transformer
+
+
+def test_token_embeddings_start_at_unit_scale(model):
+    # Scaled by sqrt(d_model), token embeddings start with standard deviation 1 (tensor2tensor,
+    # fairseq), the size of the sinusoid positions; Keras' default (a third of it) was
+    # measured to leave a small model stuck at the unigram loss.
+    model(*model_batch(), training=False)
+    for stack in (model.encoder, model.decoder):
+        scaled = stack.embedding.embedding.embeddings.numpy() * np.sqrt(model.d_model)
+        assert abs(scaled.mean()) < 0.1 and 0.9 < scaled.std() < 1.1
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_encoder_layer_puts_the_layer_norm_where_its_norm_says(norm):
+    model = small_transformer(norm=norm)
+    model(*model_batch(), training=False)
+    layer = model.encoder.enc_layers[0]
+    x = tf.random.normal([2, 7, 32], seed=3)
+    out, _ = layer(x, training=False)
+    ln1, ln2 = layer.layernorm1, layer.layernorm2
+    if norm == "pre":  # x + F(LN(x)), unnormalised
+        h = ln1(x)
+        x1 = x + layer.self_attention(h, h, h)[0]
+        expected = x1 + layer.feed_forward(ln2(x1))
+    else:  # LN(x + F(x))
+        x1 = ln1(x + layer.self_attention(x, x, x)[0])
+        expected = ln2(x1 + layer.feed_forward(x1))
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
+    # A pre-norm stack ends with its own layer norm; a post-norm stack needs none.
+    assert (model.encoder.final_norm is not None) == (norm == "pre")
+    assert (model.decoder.final_norm is not None) == (norm == "pre")
+
+
+@pytest.mark.parametrize("options", [{"attention_dropout": 0.5}, {"activation_dropout": 0.5}])
+def test_extra_dropouts_act_in_training_only(options):
+    model = small_transformer(**options, rate=0.0)
+    inp, tar = model_batch()
+    plain = small_transformer(rate=0.0)
+    plain(inp, tar, training=False)
+    model(inp, tar, training=False)
+    plain.set_weights(model.get_weights())
+    reference, _ = plain(inp, tar, training=True)  # no dropout anywhere
+    inference, _ = model(inp, tar, training=False)
+    trained, weights = model(inp, tar, training=True)
+    np.testing.assert_allclose(inference.numpy(), reference.numpy(), atol=1e-5)
+    assert np.abs(trained.numpy() - reference.numpy()).max() > 1e-2
+    # The attention weights returned (for inspection) are those before the dropout.
+    np.testing.assert_allclose(weights["decoder_layer1_block2"].numpy().sum(-1), 1.0, rtol=1e-5)

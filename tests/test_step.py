@@ -1,0 +1,80 @@
+"""One update: gradient accumulation and clipping against hand computations."""
+
+import numpy as np
+import tensorflow as tf
+
+from transformer_tf.config import load_config
+from transformer_tf.model import build_model
+from transformer_tf.training.step import TrainStep
+
+from conftest import QUICKSTART
+
+
+def test_accumulating_two_batches_is_one_batch_twice_as_large():
+    config = load_config(QUICKSTART, ["model.num_layers=1", "model.d_model=32", "model.dff=64",
+                                      "model.rate=0.0", "model.input_vocab_size=40",
+                                      "model.target_vocab_size=40", "train.label_smoothing=0.1",
+                                      "train.clip_norm=1000.0"])
+    rng = np.random.default_rng(0)
+
+    def batch(rows, length):
+        ids = rng.integers(4, 40, size=(rows, length)).astype(np.int32)
+        ids[:, length - 2:] = np.where(rng.random((rows, 2)) < 0.5, 0, ids[:, length - 2:])
+        return ids
+
+    (s1, t1), (s2, t2) = (batch(3, 7), batch(3, 6)), (batch(3, 5), batch(3, 9))
+
+    def pad(a, b):
+        width = max(a.shape[1], b.shape[1])
+        return np.concatenate([np.pad(x, ((0, 0), (0, width - x.shape[1]))) for x in (a, b)])
+
+    def trained(accumulation):
+        tf.keras.utils.set_random_seed(3)
+        model = build_model(config.model)
+        # Plain gradient descent: the update is the normalised gradient itself.
+        optimizer = tf.keras.optimizers.SGD(learning_rate=1.0)
+        step = TrainStep(model, optimizer, config.train.__class__(
+            **{**config.train.__dict__, "accumulation_steps": accumulation}))
+        if accumulation == 2:
+            step.accumulate(s1, t1)
+            step.accumulate(s2, t2)
+            step.apply_accumulated()
+        else:
+            step.update(pad(s1, s2), pad(t1, t2))
+        return [v.numpy() for v in model.trainable_variables]
+
+    for two, one in zip(trained(2), trained(1)):
+        np.testing.assert_allclose(two, one, atol=1e-5)
+
+
+def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
+    config = load_config(QUICKSTART, ["model.num_layers=1", "model.d_model=32", "model.dff=64",
+                                      "model.rate=0.0", "model.input_vocab_size=40",
+                                      "model.target_vocab_size=40", "train.clip_norm=0.05"])
+    rng = np.random.default_rng(1)
+    source = rng.integers(4, 40, size=(4, 6)).astype(np.int32)
+    target = rng.integers(4, 40, size=(4, 7)).astype(np.int32)
+    target[0, 5:] = 0  # padding is not a token
+
+    tf.keras.utils.set_random_seed(5)
+    model = build_model(config.model)
+    before = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:  # the mean over real target tokens, by hand
+        logits, _ = model(source, target[:, :-1], training=False)
+        labels = target[:, 1:]
+        mask = tf.cast(labels != 0, tf.float32)
+        losses = tf.keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True) * (1.0 - config.train.label_smoothing)
+        uniform = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
+        losses += config.train.label_smoothing * uniform
+        loss = tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)
+    expected = [tf.convert_to_tensor(g) for g in tape.gradient(loss, model.trainable_variables)]
+    norm = tf.linalg.global_norm(expected)
+    assert norm > 0.05  # so the update must clip
+    expected, _ = tf.clip_by_global_norm(expected, 0.05)
+
+    step = TrainStep(model, tf.keras.optimizers.SGD(learning_rate=1.0), config.train)
+    reported = step.update(source, target)["grad_norm"]
+    np.testing.assert_allclose(reported, norm, rtol=1e-5)
+    for b, g, v in zip(before, expected, model.trainable_variables):
+        np.testing.assert_allclose(b - v.numpy(), g.numpy(), atol=1e-6)

@@ -1,0 +1,43 @@
+"""Tokenizers: the same ids inside and outside tf.function, and a shared WordPiece
+vocabulary from text files to a served model."""
+
+import pytest
+import tensorflow as tf
+
+from transformer_tf.cli import main
+
+from conftest import serve_in_fresh_process, tiny_args, write_lines
+
+
+@pytest.mark.parametrize("kind", ["sentencepiece", "wordpiece"])
+def test_tokenizers_round_trip_the_same_inside_and_outside_tf_function(kind, tokenizers, corpus):
+    tokenizer = tokenizers[kind]
+    sentences = corpus["test"][1][:10]  # never trained on, in the corpus's alphabet
+    eager = tokenizer.tokenize(tf.constant(sentences))
+    traced = tf.function(tokenizer.tokenize)(tf.constant(sentences))
+    assert eager.to_list() == traced.to_list()
+    assert eager.dtype == tf.int32 and int(tf.reduce_min(eager.flat_values)) > 3  # no unknowns
+    back = [text.decode("utf-8") for text in tokenizer.detokenize(eager).numpy()]
+    assert back == sentences
+
+
+def test_text_files_with_a_shared_wordpiece_vocabulary_train_export_and_serve(corpus, tmp_path):
+    """Through the command line: parallel text files, one WordPiece vocabulary for both
+    languages, token-budget batches; the exported SavedModel serves in a fresh process."""
+    files = {}
+    for split, (english, german) in corpus.items():
+        files[split] = (write_lines(tmp_path / f"{split}.en", english),
+                        write_lines(tmp_path / f"{split}.de", german, compress=False))
+    settings = ["data.source=text", "tokenizer.type=wordpiece", "tokenizer.shared=true",
+                "tokenizer.source_vocab_size=400", "data.batch_tokens=800", "train.steps=60"]
+    for split, (english, german) in files.items():
+        settings += [f"data.{split}.source={english}", f"data.{split}.target={german}"]
+    run_dir = tmp_path / "run"
+    assert main(["train", *tiny_args(run_dir, *settings)]) == 0
+    vocab = run_dir / "vocab"
+    assert (vocab / "source.vocab").read_text() == (vocab / "target.vocab").read_text()
+
+    first = corpus["test"][0][0]
+    served = serve_in_fresh_process(run_dir / "export", [first])
+    evaluated = (run_dir / "eval" / "test-step60.hyp.txt").read_text().splitlines()[0]
+    assert served["translations"] == [evaluated]
