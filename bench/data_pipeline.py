@@ -21,11 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
-from transformer_tf.config import load_config  # noqa: E402
+from transformer_tf.config import (
+    load_config,  # noqa: E402
+    resolve_model_config,  # noqa: E402
+)
 from transformer_tf.data.pipeline import train_dataset  # noqa: E402
 from transformer_tf.data.sources import load_splits  # noqa: E402
 from transformer_tf.data.tokenizers import build_or_load_tokenizers  # noqa: E402
-from transformer_tf.config import resolve_model_config  # noqa: E402
 from transformer_tf.model import build_model  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
 from transformer_tf.training.step import TrainStep  # noqa: E402

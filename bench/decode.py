@@ -20,25 +20,32 @@ the outputs to be sentences of realistic length. Prints one table.
 import argparse
 import os
 import sys
-import time
 import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tensorflow as tf  # noqa: E402
 
-from common import TUTORIAL_SIZE, multi30k, multi30k_tokenizers  # noqa: E402
-from transformer_tf.config import config_from_dict  # noqa: E402
+from transformer_tf.config import (
+    config_from_dict,  # noqa: E402
+    resolve_model_config,  # noqa: E402
+)
 from transformer_tf.data.pipeline import train_dataset  # noqa: E402
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID  # noqa: E402
 from transformer_tf.inference.export_ctranslate2 import (  # noqa: E402
-    export_ctranslate2, load_ctranslate2, translate_ctranslate2)
+    export_ctranslate2,
+    load_ctranslate2,
+    translate_ctranslate2,
+)
 from transformer_tf.inference.translator import Translator  # noqa: E402
-from transformer_tf.config import resolve_model_config  # noqa: E402
 from transformer_tf.model import build_model  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
 from transformer_tf.training.step import TrainStep  # noqa: E402
+
+from common import TUTORIAL_SIZE, multi30k, multi30k_tokenizers  # noqa: E402
+
 
 def tutorial_translator(model):
     """The tutorial's decoding loop: one sentence, the full model re-run per token, up to

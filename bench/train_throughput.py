@@ -40,16 +40,16 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from common import SIZES, matmul_weights, multi30k, multi30k_tokenizers
-from transformer_tf.config import config_from_dict
+from transformer_tf.config import config_from_dict, resolve_model_config
 from transformer_tf.data.pipeline import train_dataset
-from transformer_tf.model.layers import positional_encoding
-from transformer_tf.config import resolve_model_config
 from transformer_tf.model import build_model
+from transformer_tf.model.layers import positional_encoding
 from transformer_tf.training.losses import masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
 from transformer_tf.training.schedules import make_schedule
 from transformer_tf.training.step import TrainStep
+
+from common import SIZES, matmul_weights, multi30k, multi30k_tokenizers
 
 SYSTEMS = ["transformer_tf float32", "transformer_tf bfloat16", "transformer_tf float32 XLA",
            "pytorch eager", "keras_hub"]
