@@ -12,10 +12,24 @@ from transformer_tf.data.tokenizers import SentencePieceTokenizer, train_sentenc
 
 # The TensorFlow tutorial's model and the paper's base model.
 SIZES = {
-    "small": {"num_layers": 4, "d_model": 128, "num_heads": 8, "dff": 512,
-              "pe_input": 128, "pe_target": 128, "rate": 0.1},
-    "base": {"num_layers": 6, "d_model": 512, "num_heads": 8, "dff": 2048,
-             "pe_input": 128, "pe_target": 128, "rate": 0.1},
+    "small": {
+        "num_layers": 4,
+        "d_model": 128,
+        "num_heads": 8,
+        "dff": 512,
+        "pe_input": 128,
+        "pe_target": 128,
+        "rate": 0.1,
+    },
+    "base": {
+        "num_layers": 6,
+        "d_model": 512,
+        "num_heads": 8,
+        "dff": 2048,
+        "pe_input": 128,
+        "pe_target": 128,
+        "rate": 0.1,
+    },
 }
 TUTORIAL_SIZE = SIZES["small"]
 
@@ -33,9 +47,12 @@ def multi30k_tokenizers(train_sources, train_targets, vocab_size=8000):
     Seed TensorFlow before calling this, not after (seeding clears the kernels that hold
     the tokenizers' models)."""
     directory = Path(tempfile.gettempdir())
-    return [SentencePieceTokenizer.from_file(
-        train_sentencepiece(text, directory / f"bench_{side}.model", vocab_size), name=side)
-        for side, text in (("source", train_sources), ("target", train_targets))]
+    return [
+        SentencePieceTokenizer.from_file(
+            train_sentencepiece(text, directory / f"bench_{side}.model", vocab_size), name=side
+        )
+        for side, text in (("source", train_sources), ("target", train_targets))
+    ]
 
 
 def matmul_weights(model_config):

@@ -49,8 +49,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/multi30k_en_de.yaml")
     parser.add_argument("--data", default="../shared/data/multi30k")
-    parser.add_argument("--train-batches", type=int, default=20,
-                        help="timed training steps (after 3 of warm-up)")
+    parser.add_argument(
+        "--train-batches", type=int, default=20, help="timed training steps (after 3 of warm-up)"
+    )
     args = parser.parse_args(argv)
     config = load_config(args.config, [f"data.dir={args.data}"])
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
@@ -60,11 +61,11 @@ def main(argv=None):
 
     batches = iter(train_dataset(train_src, train_tgt, *tokenizers, config.data, seed=0))
     first, cached = epoch_rates(batches, len(train_src))
-    print(f"pipeline: first epoch {first:,.0f} sentences/s, cached {cached:,.0f}",
-          file=sys.stderr)
+    print(f"pipeline: first epoch {first:,.0f} sentences/s, cached {cached:,.0f}", file=sys.stderr)
 
-    config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,
-                                        tokenizers[1].vocab_size)
+    config.model = resolve_model_config(
+        config.model, tokenizers[0].vocab_size, tokenizers[1].vocab_size
+    )
     model = build_model(config.model, config.train.precision)
     step = TrainStep(model, make_optimizer(config.train, config.model.d_model), config.train)
     held = [next(batches) for _ in range(args.train_batches + 3)]
@@ -75,14 +76,18 @@ def main(argv=None):
         step.update(source, target)["loss_sum"].numpy()
     consumed = sum(int(t.shape[0]) for _, t in held[3:]) / (time.perf_counter() - started)
 
-    print(f"Multi30K train, {args.config} (batch_tokens {config.data.batch_tokens}, "
-          f"model {config.model.num_layers} layers / d_model {config.model.d_model}, "
-          f"{config.train.precision})")
+    print(
+        f"Multi30K train, {args.config} (batch_tokens {config.data.batch_tokens}, "
+        f"model {config.model.num_layers} layers / d_model {config.model.d_model}, "
+        f"{config.train.precision})"
+    )
     print("| stage | sentences/s | vs training |")
     print("|---|---|---|")
-    for name, rate in (("pipeline, first epoch (tokenize + cache)", first),
-                       ("pipeline, later epochs (cached)", cached),
-                       ("training step (consumes)", consumed)):
+    for name, rate in (
+        ("pipeline, first epoch (tokenize + cache)", first),
+        ("pipeline, later epochs (cached)", cached),
+        ("training step (consumes)", consumed),
+    ):
         print(f"| {name} | {rate:,.0f} | {rate / consumed:.1f}x |")
 
 

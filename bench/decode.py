@@ -51,8 +51,7 @@ def tutorial_translator(model):
     """The tutorial's decoding loop: one sentence, the full model re-run per token, up to
     `max_length` tokens (the same budget this package's searches get)."""
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32),
-                                  tf.TensorSpec([], tf.int32)])
+    @tf.function(input_signature=[tf.TensorSpec([1, None], tf.int32), tf.TensorSpec([], tf.int32)])
     def translate(source, max_length):
         output = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
         output = output.write(0, BOS_ID)
@@ -72,26 +71,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/multi30k")
     parser.add_argument("--train-steps", type=int, default=400)
-    parser.add_argument("--batch-sizes", default="64,256",
-                        help="comma-separated decoding batch sizes to time")
+    parser.add_argument(
+        "--batch-sizes", default="64,256", help="comma-separated decoding batch sizes to time"
+    )
     args = parser.parse_args(argv)
-    config = config_from_dict({"model": TUTORIAL_SIZE, "data": {"batch_size": 64},
-                               "train": {"warmup_steps": 400}})
+    config = config_from_dict(
+        {"model": TUTORIAL_SIZE, "data": {"batch_size": 64}, "train": {"warmup_steps": 400}}
+    )
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
     train_src, train_tgt = multi30k(args.data, "train")
     test_src, _ = multi30k(args.data, "test_2016_flickr")
     tokenizers = multi30k_tokenizers(train_src, train_tgt)
-    config.model = resolve_model_config(config.model, tokenizers[0].vocab_size,
-                                        tokenizers[1].vocab_size)
+    config.model = resolve_model_config(
+        config.model, tokenizers[0].vocab_size, tokenizers[1].vocab_size
+    )
     model = build_model(config.model)
     optimizer = make_optimizer(config.train, config.model.d_model)
     step = TrainStep(model, optimizer, config.train)
     started = time.perf_counter()
-    for source, target in train_dataset(train_src, train_tgt, *tokenizers, config.data,
-                                        seed=1, num_batches=args.train_steps):
+    for source, target in train_dataset(
+        train_src, train_tgt, *tokenizers, config.data, seed=1, num_batches=args.train_steps
+    ):
         step.update(source, target)
-    print(f"trained {args.train_steps} steps in {time.perf_counter() - started:.0f} s",
-          file=sys.stderr)
+    print(
+        f"trained {args.train_steps} steps in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
 
     def timed(name, translate):
         """Time `translate(sentences)` on the test set after a warm-up on 128 of them; add
@@ -100,8 +105,9 @@ def main(argv=None):
         started = time.perf_counter()
         outputs = translate(test_src)
         seconds = time.perf_counter() - started
-        tokens = int(tf.reduce_sum(tokenizers[1].tokenize(tf.constant(outputs))
-                                   .row_lengths())) + len(outputs)
+        tokens = int(
+            tf.reduce_sum(tokenizers[1].tokenize(tf.constant(outputs)).row_lengths())
+        ) + len(outputs)
         rows.append((name, len(test_src) / seconds, tokens / seconds))
         print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
         return outputs
@@ -120,11 +126,14 @@ def main(argv=None):
     directory = export_ctranslate2(greedy, Path(tempfile.mkdtemp()) / "ctranslate2")
     engine = load_ctranslate2(directory, threads=len(os.sched_getaffinity(0)))
     for batch_size in batch_sizes:
-        outputs = timed(f"CTranslate2 float32 greedy, batch {batch_size}",
-                        lambda s: translate_ctranslate2(engine, greedy, s, batch_size))
+        outputs = timed(
+            f"CTranslate2 float32 greedy, batch {batch_size}",
+            lambda s: translate_ctranslate2(engine, greedy, s, batch_size),
+        )
         same = sum(a == b for a, b in zip(outputs, greedy_outputs[batch_size]))
-        print(f"    same output as transformer_tf greedy: {same} of {len(outputs)}",
-              file=sys.stderr)
+        print(
+            f"    same output as transformer_tf greedy: {same} of {len(outputs)}", file=sys.stderr
+        )
 
     reference = tutorial_translator(model)
     sources = [translator.encode(tf.constant([s])) for s in test_src]
@@ -140,8 +149,10 @@ def main(argv=None):
     print("| system | sentences/s | tokens/s | vs reference |")
     print("|---|---|---|---|")
     for name, sentences_per_second, tokens_per_second in rows:
-        print(f"| {name} | {sentences_per_second:,.1f} | {tokens_per_second:,.0f} | "
-              f"{sentences_per_second / base:.1f}x |")
+        print(
+            f"| {name} | {sentences_per_second:,.1f} | {tokens_per_second:,.0f} | "
+            f"{sentences_per_second / base:.1f}x |"
+        )
 
 
 if __name__ == "__main__":

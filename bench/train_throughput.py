@@ -51,26 +51,36 @@ from transformer_tf.training.step import TrainStep
 
 from common import SIZES, matmul_weights, multi30k, multi30k_tokenizers
 
-SYSTEMS = ["transformer_tf float32", "transformer_tf bfloat16", "transformer_tf float32 XLA",
-           "pytorch eager", "keras_hub"]
+SYSTEMS = [
+    "transformer_tf float32",
+    "transformer_tf bfloat16",
+    "transformer_tf float32 XLA",
+    "pytorch eager",
+    "keras_hub",
+]
 BATCH_SENTENCES = 64
 LABEL_SMOOTHING = 0.1
 # Every system trains with this (the package's schedule, fed to PyTorch and KerasHub too): a
 # fast small-model rate, at which the loss curves show how quickly each system learns.
-TRAIN = {"label_smoothing": LABEL_SMOOTHING, "schedule": "inverse_sqrt",
-         "learning_rate": 0.003, "warmup_steps": 100, "clip_norm": 1.0}
+TRAIN = {
+    "label_smoothing": LABEL_SMOOTHING,
+    "schedule": "inverse_sqrt",
+    "learning_rate": 0.003,
+    "warmup_steps": 100,
+    "clip_norm": 1.0,
+}
 
 
 def make_batches(data_dir, count):
     """`count` (source, target) int32 numpy batches in training order, the model config
     resolved for their vocabularies, and the data config."""
-    config = config_from_dict({"data": {"batch_size": BATCH_SENTENCES, "pad_to_buckets": True,
-                                        "max_length": 64}})
+    config = config_from_dict(
+        {"data": {"batch_size": BATCH_SENTENCES, "pad_to_buckets": True, "max_length": 64}}
+    )
     tf.keras.utils.set_random_seed(config.train.seed)
     sources, targets = multi30k(data_dir, "train")
     tokenizers = multi30k_tokenizers(sources, targets)
-    dataset = train_dataset(sources, targets, *tokenizers, config.data, seed=1,
-                            num_batches=count)
+    dataset = train_dataset(sources, targets, *tokenizers, config.data, seed=1, num_batches=count)
     batches = [(s.numpy(), t.numpy()) for s, t in dataset]
     return batches, [t.vocab_size for t in tokenizers]
 
@@ -109,8 +119,12 @@ def warm_up(step, batches):
 
 def package_train_step(model_config, precision="float32", jit=False):
     """This package's `TrainStep` for a fresh model (seed TensorFlow first)."""
-    config = config_from_dict({"model": model_config.__dict__,
-                               "train": {**TRAIN, "precision": precision, "jit_compile": jit}})
+    config = config_from_dict(
+        {
+            "model": model_config.__dict__,
+            "train": {**TRAIN, "precision": precision, "jit_compile": jit},
+        }
+    )
     model = build_model(config.model, precision)
     optimizer = make_optimizer(config.train, config.model.d_model)
     optimizer.build(model.trainable_variables)
@@ -125,7 +139,7 @@ def train_config():
 def loss_curve(step, batches, steps, every=100):
     """Mean training loss of each `every` updates of `step` over the first `steps` batches."""
     losses = [step(*batches[i]) for i in range(steps)]
-    return [statistics.mean(losses[i:i + every]) for i in range(0, steps, every)]
+    return [statistics.mean(losses[i : i + every]) for i in range(0, steps, every)]
 
 
 # Each system's `step(source, target)` makes one update and returns its label-smoothed loss
@@ -154,10 +168,14 @@ def keras_hub_step(model_config):
             self.source_embedding = tf.keras.layers.Embedding(m.input_vocab_size, m.d_model)
             self.target_embedding = tf.keras.layers.Embedding(m.target_vocab_size, m.d_model)
             self.positions = keras_hub.layers.SinePositionEncoding()
-            self.encoders = [keras_hub.layers.TransformerEncoder(
-                m.dff, m.num_heads, dropout=m.rate) for _ in range(m.num_layers)]
-            self.decoders = [keras_hub.layers.TransformerDecoder(
-                m.dff, m.num_heads, dropout=m.rate) for _ in range(m.num_layers)]
+            self.encoders = [
+                keras_hub.layers.TransformerEncoder(m.dff, m.num_heads, dropout=m.rate)
+                for _ in range(m.num_layers)
+            ]
+            self.decoders = [
+                keras_hub.layers.TransformerDecoder(m.dff, m.num_heads, dropout=m.rate)
+                for _ in range(m.num_layers)
+            ]
             self.dropout = tf.keras.layers.Dropout(m.rate)
             self.final_layer = tf.keras.layers.Dense(m.target_vocab_size)
 
@@ -172,8 +190,13 @@ def keras_hub_step(model_config):
                 x = encoder(x, padding_mask=source_mask, training=training)
             y = self.embed(self.target_embedding, target, training)
             for decoder in self.decoders:
-                y = decoder(y, x, decoder_padding_mask=target_mask,
-                            encoder_padding_mask=source_mask, training=training)
+                y = decoder(
+                    y,
+                    x,
+                    decoder_padding_mask=target_mask,
+                    encoder_padding_mask=source_mask,
+                    training=training,
+                )
             return self.final_layer(y)
 
     model = KerasHubTransformer()
@@ -211,8 +234,8 @@ def pytorch_step(model_config):
             self.register_buffer("positions", table)
             self.dropout = torch.nn.Dropout(m.rate)
             self.core = torch.nn.Transformer(
-                m.d_model, m.num_heads, m.num_layers, m.num_layers, m.dff, m.rate,
-                batch_first=True)  # post-norm, ReLU: the paper's layers
+                m.d_model, m.num_heads, m.num_layers, m.num_layers, m.dff, m.rate, batch_first=True
+            )  # post-norm, ReLU: the paper's layers
             self.final_layer = torch.nn.Linear(m.d_model, m.target_vocab_size)
 
         def embed(self, embedding, ids):
@@ -222,16 +245,25 @@ def pytorch_step(model_config):
         def forward(self, source, target):
             length = target.shape[1]
             causal = torch.ones(length, length, dtype=torch.bool).triu(1)  # True: masked
-            out = self.core(self.embed(self.source_embedding, source),
-                            self.embed(self.target_embedding, target), tgt_mask=causal,
-                            src_key_padding_mask=source == 0, tgt_key_padding_mask=target == 0,
-                            memory_key_padding_mask=source == 0, tgt_is_causal=True)
+            out = self.core(
+                self.embed(self.source_embedding, source),
+                self.embed(self.target_embedding, target),
+                tgt_mask=causal,
+                src_key_padding_mask=source == 0,
+                tgt_key_padding_mask=target == 0,
+                memory_key_padding_mask=source == 0,
+                tgt_is_causal=True,
+            )
             return self.final_layer(out)
 
     model = TorchTransformer().train()
     train = train_config()
-    optimizer = torch.optim.Adam(model.parameters(), 1.0, eps=train.adam_epsilon,
-                                 betas=(train.adam_beta_1, train.adam_beta_2))
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        1.0,
+        eps=train.adam_epsilon,
+        betas=(train.adam_beta_1, train.adam_beta_2),
+    )
     rate = make_schedule(train, m.d_model)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: float(rate(i)))
 
@@ -241,8 +273,12 @@ def pytorch_step(model_config):
         labels = target[:, 1:]
         logits = model(source, target[:, :-1])
         loss_sum = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=0,
-            label_smoothing=LABEL_SMOOTHING, reduction="sum")
+            logits.reshape(-1, logits.shape[-1]),
+            labels.reshape(-1),
+            ignore_index=0,
+            label_smoothing=LABEL_SMOOTHING,
+            reduction="sum",
+        )
         tokens = (labels != 0).sum()
         optimizer.zero_grad(set_to_none=True)
         (loss_sum / tokens).backward()
@@ -278,7 +314,7 @@ def _matmul_rate(dtype, size, window):
         while time.perf_counter() - start < window:
             chain(a).numpy()
             count += 4
-        rates.append(2 * size ** 3 * count / (time.perf_counter() - start) / 1e9)
+        rates.append(2 * size**3 * count / (time.perf_counter() - start) / 1e9)
     return statistics.median(rates)
 
 
@@ -314,8 +350,9 @@ def stage_times(model_config, batches, repeats=10):
         with tf.GradientTape() as tape:
             tape.watch(hidden)
             loss = masked_loss_sum(labels, final_layer(hidden), LABEL_SMOOTHING)[0]
-        return tf.linalg.global_norm(tape.gradient(loss, [hidden,
-                                                          *final_layer.trainable_variables]))
+        return tf.linalg.global_norm(
+            tape.gradient(loss, [hidden, *final_layer.trainable_variables])
+        )
 
     def milliseconds(function, *args):
         function(*args)
@@ -327,11 +364,12 @@ def stage_times(model_config, batches, repeats=10):
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times)
 
-    return common, {"forward": milliseconds(forward, source, target),
-                    "forward + backward": milliseconds(backward, source, target),
-                    "whole update": milliseconds(train_step.update, source, target),
-                    "output layer + loss, forward + backward": milliseconds(output_layer,
-                                                                             hidden)}
+    return common, {
+        "forward": milliseconds(forward, source, target),
+        "forward + backward": milliseconds(backward, source, target),
+        "whole update": milliseconds(train_step.update, source, target),
+        "output layer + loss, forward + backward": milliseconds(output_layer, hidden),
+    }
 
 
 def make_step(system, model_config):
@@ -352,27 +390,38 @@ def main(argv=None):
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--window", type=float, default=30.0, help="seconds per window")
     parser.add_argument("--batches", type=int, default=200, help="distinct batches cycled")
-    parser.add_argument("--loss-curve-steps", type=int, default=0,
-                        help="also train each system this many updates on the same distinct "
-                        "batches from seed 1 and print its loss per 100 updates")
+    parser.add_argument(
+        "--loss-curve-steps",
+        type=int,
+        default=0,
+        help="also train each system this many updates on the same distinct "
+        "batches from seed 1 and print its loss per 100 updates",
+    )
     parser.add_argument("--loss-curve-size", default="small")
     args = parser.parse_args(argv)
     systems = args.systems.split(",")
     batches, (source_vocab, target_vocab) = make_batches(
-        args.data, max(args.batches, args.loss_curve_steps))
-    print(f"{len(batches)} batches of {BATCH_SENTENCES} sentences, "
-          f"{statistics.mean(real_target_tokens(t) for _, t in batches):,.0f} real target "
-          f"tokens each on average; 3 windows of {args.window:.0f} s per system",
-          file=sys.stderr)
+        args.data, max(args.batches, args.loss_curve_steps)
+    )
+    print(
+        f"{len(batches)} batches of {BATCH_SENTENCES} sentences, "
+        f"{statistics.mean(real_target_tokens(t) for _, t in batches):,.0f} real target "
+        f"tokens each on average; 3 windows of {args.window:.0f} s per system",
+        file=sys.stderr,
+    )
     peaks = {"float32": matmul_peak(tf.float32), "bfloat16": matmul_peak(tf.bfloat16)}
-    print(f"tf.matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 "
-          f"{peaks['bfloat16']:.0f} GFLOP/s", file=sys.stderr)
+    print(
+        f"tf.matmul peak: float32 {peaks['float32']:.0f} GFLOP/s, bfloat16 "
+        f"{peaks['bfloat16']:.0f} GFLOP/s",
+        file=sys.stderr,
+    )
 
     results = {}
     sizes = [size for size in args.sizes.split(",") if size]  # --sizes "": the peaks only
     for size in sizes:
-        model_config = resolve_model_config(config_from_dict({"model": SIZES[size]}).model,
-                                            source_vocab, target_vocab)
+        model_config = resolve_model_config(
+            config_from_dict({"model": SIZES[size]}).model, source_vocab, target_vocab
+        )
         weights = matmul_weights(model_config)
         for system in systems:
             tf.keras.utils.set_random_seed(1)
@@ -382,22 +431,34 @@ def main(argv=None):
             warm = time.perf_counter() - started
             rates = time_windows(step, batches, args.window)
             results[size, system] = statistics.median(rates)
-            traced = (f", update traced {step.traces()} time(s) for {shapes} batch shapes"
-                      if hasattr(step, "traces") else "")
-            print(f"  {size} / {system}: warm-up {warm:.0f} s{traced}; "
-                  f"{' / '.join(f'{r:,.0f}' for r in rates)} tokens/s", file=sys.stderr)
+            traced = (
+                f", update traced {step.traces()} time(s) for {shapes} batch shapes"
+                if hasattr(step, "traces")
+                else ""
+            )
+            print(
+                f"  {size} / {system}: warm-up {warm:.0f} s{traced}; "
+                f"{' / '.join(f'{r:,.0f}' for r in rates)} tokens/s",
+                file=sys.stderr,
+            )
         results[size, "weights"] = weights
         shape, stages = stage_times(model_config, batches)
-        print(f"  {size} / transformer_tf float32, batch {shape[1][0]} x {shape[1][1]} "
-              f"target tokens: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in
-                                           stages.items()), file=sys.stderr)
+        print(
+            f"  {size} / transformer_tf float32, batch {shape[1][0]} x {shape[1][1]} "
+            f"target tokens: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in stages.items()),
+            file=sys.stderr,
+        )
 
     if args.loss_curve_steps:
         model_config = resolve_model_config(
-            config_from_dict({"model": SIZES[args.loss_curve_size]}).model, source_vocab,
-            target_vocab)
-        print(f"\nTraining loss (label-smoothed, per real target token), mean of each 100 "
-              f"updates; {args.loss_curve_size} model, {TRAIN}:")
+            config_from_dict({"model": SIZES[args.loss_curve_size]}).model,
+            source_vocab,
+            target_vocab,
+        )
+        print(
+            f"\nTraining loss (label-smoothed, per real target token), mean of each 100 "
+            f"updates; {args.loss_curve_size} model, {TRAIN}:"
+        )
         steps = range(100, args.loss_curve_steps + 1, 100)
         print(f"| system | {' | '.join(f'{s}' for s in steps)} |")
         print("|---|" + "---|" * len(steps))
@@ -407,8 +468,10 @@ def main(argv=None):
             print(f"| {system} | {' | '.join(f'{x:.3f}' for x in curve)} |", flush=True)
         print()
 
-    print(f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
-          "model GFLOP/s | of peak |")
+    print(
+        f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
+        "model GFLOP/s | of peak |"
+    )
     print("|---|---|---|" + "---|" * len(systems) + "---|---|")
     for size in sizes:
         for system in systems:
@@ -416,10 +479,18 @@ def main(argv=None):
             gflops = 6 * results[size, "weights"] * rate / 1e9
             peak = peaks["bfloat16" if "bfloat16" in system else "float32"]
             ratios = " | ".join(f"{rate / results[size, other]:.2f}x" for other in systems)
-            print(f"| {size} | {system} | {rate:,.0f} | {ratios} | {gflops:.1f} | "
-                  f"{gflops / peak:.0%} |")
-    cells = ["", "tf.matmul peak, float32 / bfloat16", "", *[""] * len(systems),
-             f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f}", ""]
+            print(
+                f"| {size} | {system} | {rate:,.0f} | {ratios} | {gflops:.1f} | "
+                f"{gflops / peak:.0%} |"
+            )
+    cells = [
+        "",
+        "tf.matmul peak, float32 / bfloat16",
+        "",
+        *[""] * len(systems),
+        f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f}",
+        "",
+    ]
     print(f"| {' | '.join(cells)} |")
 
 

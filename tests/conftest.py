@@ -18,10 +18,19 @@ QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 
 # The quickstart config shrunk to train in seconds: enough to learn, not to be good.
 TINY = [
-    "data.train_size=2000", "data.validation_size=40", "data.test_size=40",
-    "data.batch_size=32", "model.num_layers=1", "model.d_model=64", "model.num_heads=2",
-    "model.dff=128", "train.steps=150", "train.warmup_steps=50", "train.log_every=50",
-    "train.checkpoint_every=100", "eval.samples=1",
+    "data.train_size=2000",
+    "data.validation_size=40",
+    "data.test_size=40",
+    "data.batch_size=32",
+    "model.num_layers=1",
+    "model.d_model=64",
+    "model.num_heads=2",
+    "model.dff=128",
+    "train.steps=150",
+    "train.warmup_steps=50",
+    "train.log_every=50",
+    "train.checkpoint_every=100",
+    "eval.samples=1",
 ]
 
 
@@ -48,8 +57,11 @@ def trained_run(tmp_path_factory):
 # The reference recipe's architecture options, all at once: one shared vocabulary and one
 # embedding matrix for source, target and output, pre-norm, and both extra dropouts.
 TIED_PRE_NORM = [
-    "tokenizer.shared=true", "model.share_embeddings=all", "model.norm=pre",
-    "model.attention_dropout=0.1", "model.activation_dropout=0.1",
+    "tokenizer.shared=true",
+    "model.share_embeddings=all",
+    "model.norm=pre",
+    "model.attention_dropout=0.1",
+    "model.activation_dropout=0.1",
 ]
 
 
@@ -67,7 +79,8 @@ def trained_tied_run(tmp_path_factory):
 def each_trained_run(request):
     """`trained_run` (the paper's architecture) and `trained_tied_run`, in turn."""
     return request.getfixturevalue(
-        "trained_run" if request.param == "paper" else "trained_tied_run")
+        "trained_run" if request.param == "paper" else "trained_tied_run"
+    )
 
 
 @pytest.fixture
@@ -97,15 +110,25 @@ def serve_in_fresh_process(export_dir, sentences):
     "imported_package"}."""
     result = subprocess.run(
         [sys.executable, "-c", _SERVE_SCRIPT, str(export_dir), json.dumps(sentences)],
-        capture_output=True, text=True, timeout=300, cwd=export_dir.parent)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=export_dir.parent,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_quietly(args, **kwargs):
     """`subprocess.run` of a command with TensorFlow's start-up logging off."""
-    return subprocess.run(args, capture_output=True, text=True, timeout=300,
-                          env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}, **kwargs)
+    return subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+        **kwargs,
+    )
 
 
 def read_events(log_dir):
@@ -114,17 +137,22 @@ def read_events(log_dir):
     from tensorboard.backend.event_processing import event_accumulator
 
     events = event_accumulator.EventAccumulator(
-        str(log_dir), size_guidance={event_accumulator.TENSORS: 0})
+        str(log_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
     events.Reload()
-    return {tag: {e.step: tf.make_ndarray(e.tensor_proto) for e in events.Tensors(tag)}
-            for tag in events.Tags()["tensors"]}
+    return {
+        tag: {e.step: tf.make_ndarray(e.tensor_proto) for e in events.Tensors(tag)}
+        for tag in events.Tags()["tensors"]
+    }
 
 
 def read_scalars(log_dir):
     """{tag: {step: float}} of the scalar summaries in `log_dir`."""
-    return {tag: {step: float(value) for step, value in steps.items()}
-            for tag, steps in read_events(log_dir).items()
-            if all(value.dtype.kind == "f" for value in steps.values())}
+    return {
+        tag: {step: float(value) for step, value in steps.items()}
+        for tag, steps in read_events(log_dir).items()
+        if all(value.dtype.kind == "f" for value in steps.values())
+    }
 
 
 # -- a small corpus and tokenizers made from it (data tests) ----------------------------------
@@ -161,9 +189,11 @@ def tokenizers(corpus, tmp_path_factory):
     german = corpus["train"][1]
     return {
         "sentencepiece": SentencePieceTokenizer.from_file(
-            train_sentencepiece(german, folder / "de.model", 300)),
+            train_sentencepiece(german, folder / "de.model", 300)
+        ),
         "wordpiece": WordPieceTokenizer.from_file(
-            build_wordpiece_vocab(german, folder / "de.vocab", 300)),
+            build_wordpiece_vocab(german, folder / "de.vocab", 300)
+        ),
     }
 
 
@@ -179,9 +209,18 @@ def small_transformer(rate=0.1, input_vocab_size=VOCAB_OUT, **options):
     from transformer_tf.model import Transformer
 
     tf.keras.utils.set_random_seed(0)
-    return Transformer(num_layers=2, d_model=32, num_heads=4, dff=64,
-                       input_vocab_size=input_vocab_size, target_vocab_size=VOCAB_OUT,
-                       pe_input=40, pe_target=40, rate=rate, **options)
+    return Transformer(
+        num_layers=2,
+        d_model=32,
+        num_heads=4,
+        dff=64,
+        input_vocab_size=input_vocab_size,
+        target_vocab_size=VOCAB_OUT,
+        pe_input=40,
+        pe_target=40,
+        rate=rate,
+        **options,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ from transformer_tf.model import scaled_dot_product_attention
 
 def test_attention_is_softmax_qk_over_sqrt_dk_times_v():
     rng = np.random.default_rng(0)
-    q, k, v = (rng.normal(size=shape).astype(np.float32)
-               for shape in [(2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5)])
+    q, k, v = (
+        rng.normal(size=shape).astype(np.float32)
+        for shape in [(2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5)]
+    )
     mask = np.zeros((2, 1, 1, 6), np.float32)
     mask[1, ..., 4:] = 1.0
     output, weights = scaled_dot_product_attention(q, k, v, mask)

@@ -5,8 +5,11 @@ import sacrebleu
 from transformer_tf.evaluation.bleu import corpus_scores
 
 HYPOTHESES = ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee.", "Eine Frau liest."]
-REFERENCES = ["Ein Mann fährt ein Fahrrad.", "Zwei Hunde spielen im Schnee.",
-              "Eine Frau liest ein Buch."]
+REFERENCES = [
+    "Ein Mann fährt ein Fahrrad.",
+    "Zwei Hunde spielen im Schnee.",
+    "Eine Frau liest ein Buch.",
+]
 
 
 def test_scores_and_signatures_are_sacrebleus():
@@ -22,6 +25,8 @@ def test_lowercased_tokenized_bleu_as_papers_report_it():
     cased = corpus_scores(upper, REFERENCES)
     lowered = corpus_scores(upper, REFERENCES, tokenize="none", lowercase=True)
     assert cased["bleu"] < lowered["bleu"]
-    assert lowered["bleu"] == sacrebleu.corpus_bleu(upper, [REFERENCES], tokenize="none",
-                                                    lowercase=True).score
+    assert (
+        lowered["bleu"]
+        == sacrebleu.corpus_bleu(upper, [REFERENCES], tokenize="none", lowercase=True).score
+    )
     assert "case:lc" in lowered["bleu_signature"] and "tok:none" in lowered["bleu_signature"]

@@ -11,8 +11,7 @@ from conftest import read_scalars, tiny_args
 
 
 def test_rerunning_continues_from_the_last_step(copy_run, capsys):
-    assert main(["train", *tiny_args(copy_run, "train.steps=200"), "--no-eval",
-                 "--no-export"]) == 0
+    assert main(["train", *tiny_args(copy_run, "train.steps=200"), "--no-eval", "--no-export"]) == 0
     text = capsys.readouterr().err
     assert "at step 150" in text and "step 200/200" in text and "step 50/200" not in text
     # 50 batches of many lengths, one trace: no retracing per batch shape.
@@ -44,21 +43,33 @@ def test_translate_command(trained_run, capsys):
     assert capsys.readouterr().out.splitlines() == [evaluated]
 
 
-def test_translate_a_file_keeps_order_blank_lines_and_warns_on_long_lines(trained_run,
-                                                                           tmp_path, capsys):
+def test_translate_a_file_keeps_order_blank_lines_and_warns_on_long_lines(
+    trained_run, tmp_path, capsys
+):
     long_line = " ".join(["The cat sat on the mat."] * 30)
     lines = ["The cat sat on the mat.", "", long_line, "A dog sleeps."]
     source = tmp_path / "in.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     output = tmp_path / "out.txt"
-    assert main(["translate", "--saved-model", str(trained_run / "export"), "--input",
-                 str(source), "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                "--saved-model",
+                str(trained_run / "export"),
+                "--input",
+                str(source),
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     translated = output.read_text(encoding="utf-8").splitlines()
     assert len(translated) == 4 and translated[1] == ""
     assert all(translated[i] for i in (0, 2, 3))
     # Alone or in a file, a sentence translates the same.
-    assert main(["translate", "--saved-model", str(trained_run / "export"),
-                 "A dog sleeps."]) == 0
+    assert main(["translate", "--saved-model", str(trained_run / "export"), "A dog sleeps."]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [translated[3]]
     assert "warning: line 3 is longer than the model reads" in err
@@ -69,8 +80,9 @@ def test_evaluate_refuses_mismatched_files(trained_run, tmp_path, capsys):
     src, ref = tmp_path / "a.txt", tmp_path / "b.txt"
     src.write_text("one\ntwo\n", encoding="utf-8")
     ref.write_text("eins\n", encoding="utf-8")
-    assert main(["evaluate", "--run-dir", str(trained_run), "--src", str(src), "--ref",
-                 str(ref)]) == 2
+    assert (
+        main(["evaluate", "--run-dir", str(trained_run), "--src", str(src), "--ref", str(ref)]) == 2
+    )
     assert f"'{src}' has 2 lines but '{ref}' has 1" in capsys.readouterr().err
 
 
@@ -81,8 +93,10 @@ def test_export_best_needs_validation(trained_run, capsys):
 
 def test_evaluating_an_average_records_it_beside_the_single_checkpoint(copy_run, capsys):
     single = (copy_run / "eval" / "test-step150.hyp.txt").read_text(encoding="utf-8")
-    assert main(["evaluate", "--run-dir", str(copy_run), "--split", "test",
-                 "--average-last", "2"]) == 0
+    assert (
+        main(["evaluate", "--run-dir", str(copy_run), "--split", "test", "--average-last", "2"])
+        == 0
+    )
     assert "step 150, mean of the last 2 checkpoints)" in capsys.readouterr().out
     assert (copy_run / "eval" / "test-step150-mean2.hyp.txt").exists()
     assert (copy_run / "eval" / "test-step150.hyp.txt").read_text(encoding="utf-8") == single

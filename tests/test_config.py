@@ -41,8 +41,10 @@ def test_wrong_type_names_the_key_and_the_expected_type(tmp_path, capsys):
     config = _write(tmp_path, "model:\n  d_model: big\n")
     code, err = _run(capsys, ["train", "--config", config])
     assert code == 2
-    assert err == (f"error: {config}: 'model.d_model' must be an integer, got 'big'; fix it in "
-                   "the config or the --set override.")
+    assert err == (
+        f"error: {config}: 'model.d_model' must be an integer, got 'big'; fix it in "
+        "the config or the --set override."
+    )
 
 
 def test_wrong_type_in_override(capsys):
@@ -79,25 +81,32 @@ def test_cli_prints_no_traceback(tmp_path):
     import sys
 
     config = _write(tmp_path, "train:\n  stpes: 10\n")
-    result = subprocess.run([sys.executable, "-m", "transformer_tf.cli", "train", "--config",
-                             config], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "transformer_tf.cli", "train", "--config", config],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"error: {config}: unknown key 'train.stpes'; did you mean 'train.steps'?"]
+        f"error: {config}: unknown key 'train.stpes'; did you mean 'train.steps'?"
+    ]
 
 
 def test_readme_config_table_is_the_dataclasses():
     from transformer_tf.config_docs import README, config_rows, config_table, readme_table
 
     assert readme_table(README.read_text(encoding="utf-8")) == config_table(), (
-        "README.md's config table is out of date: run python -m transformer_tf.config_docs --write")
+        "README.md's config table is out of date: run python -m transformer_tf.config_docs --write"
+    )
     undocumented = [key for key, _, _, meaning in config_rows() if not meaning]
     assert not undocumented  # every key says what it does
 
 
 def test_sharing_all_embeddings_needs_a_shared_vocabulary(capsys):
-    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set",
-                              "model.share_embeddings=all"])
+    code, err = _run(
+        capsys, ["train", "--config", str(QUICKSTART), "--set", "model.share_embeddings=all"]
+    )
     assert code == 2
     assert "'model.share_embeddings: all'" in err and "'tokenizer.shared: true'" in err
 

@@ -24,8 +24,12 @@ from transformer_tf.training.distribute import make_strategy
 from conftest import ROOT, tiny_args
 
 # Dropout off: replicas draw their own masks, so only then is the update bit-comparable.
-SAME_UPDATE = ["model.rate=0.0", "train.log_every=1", "train.checkpoint_every=1000",
-               "eval.samples=0"]
+SAME_UPDATE = [
+    "model.rate=0.0",
+    "train.log_every=1",
+    "train.checkpoint_every=1000",
+    "eval.samples=0",
+]
 
 
 def _model_weights(run_dir):
@@ -62,9 +66,17 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     args = tiny_args(tmp_path, *SAME_UPDATE, "train.steps=10")
     del args[2:4]  # the script gives each strategy its own --run-dir
     result = subprocess.run(
-        [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps({"run_dir": str(tmp_path),
-                                                            "args": args})],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            _MIRRORED_SCRIPT,
+            json.dumps({"run_dir": str(tmp_path), "args": args}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "distribution: mirrored, 2 replica(s)" in result.stderr
 
@@ -72,14 +84,15 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     for strategy in ("default", "mirrored"):
         events = event_accumulator.EventAccumulator(
             str(tmp_path / strategy / "logs" / "train"),
-            size_guidance={event_accumulator.TENSORS: 0})
+            size_guidance={event_accumulator.TENSORS: 0},
+        )
         events.Reload()
-        losses[strategy] = [float(tf.make_ndarray(e.tensor_proto))
-                            for e in events.Tensors("loss")]
+        losses[strategy] = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("loss")]
     assert len(losses["default"]) == 10
     np.testing.assert_allclose(losses["mirrored"], losses["default"], atol=1e-5)
-    _assert_same_weights(_model_weights(tmp_path / "mirrored"),
-                         _model_weights(tmp_path / "default"), 1e-5)
+    _assert_same_weights(
+        _model_weights(tmp_path / "mirrored"), _model_weights(tmp_path / "default"), 1e-5
+    )
 
 
 def _free_ports(count):
@@ -97,15 +110,34 @@ def _start_workers(run_dir, scratch, extra):
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = []
     for index in range(2):
-        env = {**os.environ, "TMPDIR": str(scratch / str(index)), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "TF_CONFIG": json.dumps({"cluster": cluster,
-                                        "task": {"type": "worker", "index": index}})}
+        env = {
+            **os.environ,
+            "TMPDIR": str(scratch / str(index)),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "TF_CONFIG": json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        }
         (scratch / str(index)).mkdir(parents=True)
-        command = [sys.executable, "-m", "transformer_tf.cli", "train",
-                   *tiny_args(run_dir, *SAME_UPDATE, "distribute.strategy=multi_worker",
-                              *extra), "--no-eval", "--no-export"]
-        workers.append(subprocess.Popen(command, env=env, cwd=ROOT, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        command = [
+            sys.executable,
+            "-m",
+            "transformer_tf.cli",
+            "train",
+            *tiny_args(run_dir, *SAME_UPDATE, "distribute.strategy=multi_worker", *extra),
+            "--no-eval",
+            "--no-export",
+        ]
+        workers.append(
+            subprocess.Popen(
+                command,
+                env=env,
+                cwd=ROOT,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     return workers
 
 
@@ -122,9 +154,17 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
     assert not list(scratch.rglob("*.*")), "a worker left files behind"
 
     single = tmp_path / "single"
-    assert main(["train", *tiny_args(single, *SAME_UPDATE, "train.steps=20",
-                                     "distribute.strategy=default"),
-                 "--no-eval", "--no-export"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_args(single, *SAME_UPDATE, "train.steps=20", "distribute.strategy=default"),
+                "--no-eval",
+                "--no-export",
+            ]
+        )
+        == 0
+    )
     _assert_same_weights(_model_weights(run_dir), _model_weights(single), 1e-4)
 
 

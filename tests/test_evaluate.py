@@ -17,22 +17,66 @@ def test_evaluate_files_matches_the_sacrebleu_command(trained_run, tmp_path, cap
     src.write_text("\n".join(sources) + "\n", encoding="utf-8")
     ref.write_text("\n".join(references) + "\n", encoding="utf-8")
     out_dir = tmp_path / "scores"
-    assert main(["evaluate", "--run-dir", str(trained_run), "--src", str(src), "--ref",
-                 str(ref), "--output-dir", str(out_dir), "--tokenize", "none",
-                 "--lowercase"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run-dir",
+                str(trained_run),
+                "--src",
+                str(src),
+                "--ref",
+                str(ref),
+                "--output-dir",
+                str(out_dir),
+                "--tokenize",
+                "none",
+                "--lowercase",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "case:lc" in printed and "tok:none" in printed
     hypotheses = out_dir / "eval" / "val.en-step150.hyp.txt"
     record = json.loads((out_dir / "eval" / "val.en-step150.json").read_text())
-    command = run_quietly([sys.executable, "-m", "sacrebleu", str(ref), "-i", str(hypotheses),
-                    "--tokenize", "none", "--lowercase", "-b"])
+    command = run_quietly(
+        [
+            sys.executable,
+            "-m",
+            "sacrebleu",
+            str(ref),
+            "-i",
+            str(hypotheses),
+            "--tokenize",
+            "none",
+            "--lowercase",
+            "-b",
+        ]
+    )
     assert command.returncode == 0, command.stderr
     assert f"{record['bleu']:.1f}" == f"{float(command.stdout.strip()):.1f}"
     assert abs(record["bleu"] - float(command.stdout.strip())) < 0.05
 
     # The exported model decodes as the checkpoint does: same hypotheses, same BLEU.
     served_dir = tmp_path / "served"
-    assert main(["evaluate", "--saved-model", str(trained_run / "export"), "--src", str(src),
-                 "--ref", str(ref), "--output-dir", str(served_dir), "--tokenize", "none",
-                 "--lowercase"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--saved-model",
+                str(trained_run / "export"),
+                "--src",
+                str(src),
+                "--ref",
+                str(ref),
+                "--output-dir",
+                str(served_dir),
+                "--tokenize",
+                "none",
+                "--lowercase",
+            ]
+        )
+        == 0
+    )
     assert (served_dir / "eval" / "val.en.hyp.txt").read_text() == hypotheses.read_text()

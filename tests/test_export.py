@@ -25,15 +25,38 @@ def test_saved_model_cli_lists_the_signature(trained_run):
 
 def test_ids_export_runs_in_stock_saved_model_cli(each_trained_run, tmp_path):
     export = tmp_path / "ids"
-    assert main(["export", "--run-dir", str(each_trained_run), "--tokenizer", "none",
-                 "--output", str(export)]) == 0
-    assert sorted(p.name for p in (export / "assets").iterdir()) == ["source.vocab",
-                                                                    "target.vocab"]
+    assert (
+        main(
+            [
+                "export",
+                "--run-dir",
+                str(each_trained_run),
+                "--tokenizer",
+                "none",
+                "--output",
+                str(export),
+            ]
+        )
+        == 0
+    )
+    assert sorted(p.name for p in (export / "assets").iterdir()) == ["source.vocab", "target.vocab"]
     translator = Runner.from_run_dir(each_trained_run).translator()
     ids = translator.source_tokenizer.tokenize(tf.constant(["The cat sat on the mat."]))
     ids = ids.to_tensor().numpy().tolist()
-    ran = run_quietly([*SAVED_MODEL_CLI, "run", "--dir", str(export), "--tag_set", "serve",
-                "--signature_def", "serving_default", "--input_exprs", f"source_ids={ids}"])
+    ran = run_quietly(
+        [
+            *SAVED_MODEL_CLI,
+            "run",
+            "--dir",
+            str(export),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--input_exprs",
+            f"source_ids={ids}",
+        ]
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     printed = re.search(r"target_ids.*?\[\[(.*?)\]\]", ran.stdout, re.S).group(1)
     served = [int(x) for x in re.findall(r"-?\d+", printed)]
@@ -50,15 +73,17 @@ def test_readme_serving_snippet_runs_as_written(trained_run, tmp_path):
     (tmp_path / "runs" / "quickstart" / "export").symlink_to(trained_run / "export")
     result = run_quietly([sys.executable, "-c", snippet], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = Runner.from_run_dir(trained_run).translator().translate(
-        ["The cat sat on the mat."])[0]
+    expected = (
+        Runner.from_run_dir(trained_run).translator().translate(["The cat sat on the mat."])[0]
+    )
     translation, score = result.stdout.strip().rsplit(" ", 1)
     assert translation == expected and float(score) < 0
 
 
 def test_saved_model_translates_in_a_process_without_this_package(each_trained_run):
-    served = serve_in_fresh_process(each_trained_run / "export",
-                                    ["The cat sat on the mat.", "A dog sleeps."])
+    served = serve_in_fresh_process(
+        each_trained_run / "export", ["The cat sat on the mat.", "A dog sleeps."]
+    )
     assert served["imported_package"] is False
     # The canonical sentence is the first test sentence: the served model must translate
     # it exactly as the in-process evaluation did.

@@ -8,8 +8,9 @@ from transformer_tf.run_dir import RunDir
 from transformer_tf.runner import Runner
 
 
-def test_ctranslate2_export_decodes_greedily_as_the_package_does(each_trained_run, tmp_path,
-                                                                  capsys):
+def test_ctranslate2_export_decodes_greedily_as_the_package_does(
+    each_trained_run, tmp_path, capsys
+):
     pytest.importorskip("ctranslate2")
     import sentencepiece
 
@@ -17,8 +18,20 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(each_trained_ru
     from transformer_tf.inference.export_ctranslate2 import load_ctranslate2, translate_ctranslate2
 
     export = tmp_path / "ct2"
-    assert main(["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2",
-                 "--output", str(export)]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--run-dir",
+                str(each_trained_run),
+                "--format",
+                "ctranslate2",
+                "--output",
+                str(export),
+            ]
+        )
+        == 0
+    )
     assert "check:" in capsys.readouterr().out
     config = RunDir(each_trained_run).read_config()
     config.eval.beam_size = 1
@@ -34,10 +47,23 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(each_trained_ru
     target_sp = sentencepiece.SentencePieceProcessor(model_file=str(export / "target.model"))
     _, budgets = translator.encode(tf.constant(sources[:3]))
     for sentence, budget, translation in zip(sources, budgets.numpy(), expected):
-        result = engine.translate_batch([source_sp.encode(sentence, out_type=str)],
-                                        beam_size=1, max_decoding_length=int(budget))
+        result = engine.translate_batch(
+            [source_sp.encode(sentence, out_type=str)], beam_size=1, max_decoding_length=int(budget)
+        )
         # The package ends an output at its budget with EOS: one token fewer.
-        assert target_sp.decode(result[0].hypotheses[0][:budget - 1]) == translation
-    assert main(["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2",
-                 "--tokenizer", "none"]) == 2
+        assert target_sp.decode(result[0].hypotheses[0][: budget - 1]) == translation
+    assert (
+        main(
+            [
+                "export",
+                "--run-dir",
+                str(each_trained_run),
+                "--format",
+                "ctranslate2",
+                "--tokenizer",
+                "none",
+            ]
+        )
+        == 2
+    )
     assert "drop --tokenizer" in capsys.readouterr().err

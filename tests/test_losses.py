@@ -5,8 +5,9 @@ import tensorflow as tf
 
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum, token_losses
 
-LOGITS = np.array([[[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0], [1.0, 1.0, 1.0, 1.0]]],
-                  np.float32)  # [batch 1, len 3, vocab 4]
+LOGITS = np.array(
+    [[[2.0, 0.5, -1.0, 0.0], [0.1, 0.2, 3.0, -2.0], [1.0, 1.0, 1.0, 1.0]]], np.float32
+)  # [batch 1, len 3, vocab 4]
 LABELS = np.array([[1, 2, 0]], np.int32)  # the last position is padding
 
 

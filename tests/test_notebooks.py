@@ -25,10 +25,15 @@ def test_notebooks_run_top_to_bottom(tmp_path, monkeypatch):
     outputs = {}
     for name in ("quickstart", "attention"):
         notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-        outputs[name] = [output for cell in notebook.cells if cell.cell_type == "code"
-                         for output in cell.outputs]
+        NotebookClient(
+            notebook,
+            timeout=600,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(NOTEBOOKS)}},
+        ).execute()
+        outputs[name] = [
+            output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+        ]
     text = "".join(o.get("text", "") for o in outputs["quickstart"])
     assert "test BLEU" in text and "log-probability" in text
     assert (tmp_path / "run" / "export" / "saved_model.pb").is_file()

@@ -9,15 +9,17 @@ from transformer_tf.data.pipeline import count_too_long, length_buckets, train_d
 def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     english, german = corpus["train"]
     tokenizer = tokenizers["sentencepiece"]  # German pieces on both sides: only lengths matter
-    config = config_from_dict({"data": {"batch_tokens": 200, "max_length": 24,
-                                        "pad_to_buckets": True}}).data
+    config = config_from_dict(
+        {"data": {"batch_tokens": 200, "max_length": 24, "pad_to_buckets": True}}
+    ).data
     too_long = count_too_long(german, german, tokenizer, tokenizer, config.max_length)
     lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy() + 2  # BOS/EOS
     assert too_long == int((lengths > config.max_length).sum()) > 0
 
     shapes, pairs, batches = set(), 0, 150
-    for src, tgt in train_dataset(german, german, tokenizer, tokenizer, config, seed=1,
-                                  num_batches=batches):
+    for src, tgt in train_dataset(
+        german, german, tokenizer, tokenizer, config, seed=1, num_batches=batches
+    ):
         assert int(tf.size(tgt)) <= config.batch_tokens and int(tf.size(src)) <= 200
         shapes.add(int(tgt.shape[1]))
         pairs += int(tgt.shape[0])

@@ -15,4 +15,5 @@ def test_a_run_directory_without_a_config_is_one_sentence(tmp_path, capsys):
     assert main(["evaluate", "--run-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         f"error: '{tmp_path}' has no config.yaml; train first (transformer-tf train --config "
-        "...), or pass --config, or point --run-dir at a trained run.")
+        "...), or pass --config, or point --run-dir at a trained run."
+    )

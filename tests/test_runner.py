@@ -31,8 +31,10 @@ def loads(monkeypatch):
         return original(data_config, names)
 
     for module in list(sys.modules.values()):
-        if (getattr(module, "__name__", "").startswith("transformer_tf")
-                and getattr(module, "load_splits", None) is original):
+        if (
+            getattr(module, "__name__", "").startswith("transformer_tf")
+            and getattr(module, "load_splits", None) is original
+        ):
             monkeypatch.setattr(module, "load_splits", counting_load_splits)
     from_file = SentencePieceTokenizer.from_file.__func__
 
@@ -44,11 +46,17 @@ def loads(monkeypatch):
     return counts
 
 
-def test_one_train_command_loads_each_split_once_and_the_tokenizers_once(tmp_path, loads,
-                                                                         capsys):
+def test_one_train_command_loads_each_split_once_and_the_tokenizers_once(tmp_path, loads, capsys):
     # Training with validation, then the evaluation of test and the export with its check.
-    assert main(["train", *tiny_args(tmp_path / "run", *SHORT, "train.eval_every=20",
-                                     "eval.max_sentences=8")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_args(tmp_path / "run", *SHORT, "train.eval_every=20", "eval.max_sentences=8"),
+            ]
+        )
+        == 0
+    )
     assert "check:" in capsys.readouterr().out
     assert dict(loads) == {"train": 1, "validation": 1, "test": 1, "tokenizer files": 2}
 
@@ -70,8 +78,9 @@ def test_after_training_evaluation_and_export_use_the_weights_in_memory(tmp_path
 
 
 def test_a_bfloat16_run_is_decoded_by_a_float32_copy_of_its_weights(tmp_path):
-    config = load_config(QUICKSTART, [*TINY, *SHORT, "train.precision=bfloat16",
-                                      f"run_dir={tmp_path / 'run'}"])
+    config = load_config(
+        QUICKSTART, [*TINY, *SHORT, "train.precision=bfloat16", f"run_dir={tmp_path / 'run'}"]
+    )
     runner = Runner(config)
     runner.train()
     model = runner.translator().model

@@ -12,22 +12,31 @@ from transformer_tf.training.schedules import InverseSqrtSchedule, NoamSchedule,
 def test_noam_is_the_papers_formula(step):
     # lrate = d_model^-0.5 * min(n^-0.5, n * warmup^-1.5), n = step + 1 (Keras counts from 0)
     n = step + 1
-    expected = 2.0 * 512 ** -0.5 * min(n ** -0.5, n * 400 ** -1.5)
+    expected = 2.0 * 512**-0.5 * min(n**-0.5, n * 400**-1.5)
     assert float(NoamSchedule(512, warmup_steps=400, scale=2.0)(step)) == pytest.approx(
-        expected, rel=1e-5)
+        expected, rel=1e-5
+    )
 
 
-@pytest.mark.parametrize("step, expected", [
-    (0, 0.002 / 400), (199, 0.002 * 200 / 400), (399, 0.002), (1599, 0.002 * 0.5),
-    (39999, 0.002 * 0.1)])
+@pytest.mark.parametrize(
+    "step, expected",
+    [
+        (0, 0.002 / 400),
+        (199, 0.002 * 200 / 400),
+        (399, 0.002),
+        (1599, 0.002 * 0.5),
+        (39999, 0.002 * 0.1),
+    ],
+)
 def test_inverse_sqrt_warms_up_linearly_to_the_peak_then_decays(step, expected):
     assert float(InverseSqrtSchedule(0.002, 400)(step)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_the_config_names_the_schedule():
     assert isinstance(make_schedule(TrainConfig(schedule="noam"), 512), NoamSchedule)
-    inverse = make_schedule(TrainConfig(schedule="inverse_sqrt", learning_rate=0.003,
-                                        warmup_steps=100), 512)
+    inverse = make_schedule(
+        TrainConfig(schedule="inverse_sqrt", learning_rate=0.003, warmup_steps=100), 512
+    )
     assert float(inverse(99)) == pytest.approx(0.003)
     assert make_schedule(TrainConfig(schedule="constant", learning_rate=0.01), 512) == 0.01
     assert math.isclose(float(NoamSchedule(512).get_config()["warmup_steps"]), 4000)

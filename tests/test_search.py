@@ -14,14 +14,17 @@ greedy_search = tf.function(search.greedy_search)
 
 beam_search = tf.function(search.beam_search)
 
+
 @pytest.fixture(scope="module")
 def translator(trained_run):
     return Runner.from_run_dir(trained_run).translator()
+
 
 @pytest.fixture(scope="module")
 def batch(trained_run, translator):
     sources, _ = load_splits(RunDir(trained_run).read_config().data)["test"]
     return translator.encode(tf.constant(sources[:24]))
+
 
 def _ended(tokens):
     """Token lists cut after EOS (id 3)."""
@@ -69,9 +72,9 @@ def test_padding_in_the_batch_does_not_change_an_output(translator, batch, searc
 
     together = _ended(decode(source[:8], max_lengths[:8]))
     for i in range(8):
-        alone = source[i:i + 1]
+        alone = source[i : i + 1]
         alone = alone[:, : int(tf.reduce_sum(tf.cast(alone > 0, tf.int32)))]  # no padding
-        assert _ended(decode(alone, max_lengths[i:i + 1])) == [together[i]]
+        assert _ended(decode(alone, max_lengths[i : i + 1])) == [together[i]]
 
 
 def test_sampling_is_reproducible_and_top1_is_greedy(translator, batch):
@@ -110,11 +113,24 @@ def test_translate_prints_the_n_best(trained_run, capsys):
 
     sentences = ["The cat sat on the mat.", "A dog sleeps."]
     # Ranked by the summed log-probability alone (no length penalty), so scores descend.
-    assert main(["translate", "--run-dir", str(trained_run), "--set", "eval.length_penalty=0",
-                 "--n-best", "3", *sentences]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                "--run-dir",
+                str(trained_run),
+                "--set",
+                "eval.length_penalty=0",
+                "--n-best",
+                "3",
+                *sentences,
+            ]
+        )
+        == 0
+    )
     lines = [line.split(" ||| ") for line in capsys.readouterr().out.splitlines()]
     assert [int(index) for index, _, _ in lines] == [0, 0, 0, 1, 1, 1]
     for first in (0, 3):
-        scores = [float(score) for _, _, score in lines[first:first + 3]]
+        scores = [float(score) for _, _, score in lines[first : first + 3]]
         assert scores == sorted(scores, reverse=True) and scores[0] < 0
-        assert all(text for _, text, _ in lines[first:first + 3])
+        assert all(text for _, text, _ in lines[first : first + 3])

@@ -41,11 +41,15 @@ def server(tmp_path):
     httpd.shutdown()
     httpd.server_close()
 
+
 def _text_config(base, names, tmp_path, **data):
-    files = {split: {"source": base + f"{names[split]}.en.gz",
-                     "target": base + f"{names[split]}.de.gz"} for split in SPLIT_SIZES}
-    return config_from_dict({"data": {"source": "text", "cache_dir": str(tmp_path / "cache"),
-                                      **files, **data}}).data
+    files = {
+        split: {"source": base + f"{names[split]}.en.gz", "target": base + f"{names[split]}.de.gz"}
+        for split in SPLIT_SIZES
+    }
+    return config_from_dict(
+        {"data": {"source": "text", "cache_dir": str(tmp_path / "cache"), **files, **data}}
+    ).data
 
 
 def test_urls_download_once_verified_and_cached(server, corpus, tmp_path):
@@ -92,8 +96,9 @@ def test_bad_files_stop_with_one_clear_sentence(tmp_path, caplog):
 
     tsv = write_lines(tmp_path / "ok.tsv", ["one\teins", "", "two\t", "three\tdrei"])
     split = {"tsv": str(tsv)}
-    data = config_from_dict({"data": {"source": "tsv", "train": split, "validation": split,
-                                      "test": split}}).data
+    data = config_from_dict(
+        {"data": {"source": "tsv", "train": split, "validation": split, "test": split}}
+    ).data
     with caplog.at_level(logging.INFO, logger="transformer_tf"):
         splits = sources.load_splits(data)
     assert splits["train"] == (["one", "three"], ["eins", "drei"])
@@ -108,11 +113,14 @@ def test_multi30k_preset_reads_a_local_folder_or_names_urls_with_checksums(tmp_p
     data = config_from_dict({"data": {"source": "multi30k", "dir": str(tmp_path)}}).data
     assert sources.load_splits(data) == corpus
 
-    data = config_from_dict({"data": {"source": "multi30k", "source_language": "fr",
-                                      "target_language": "en"}}).data
+    data = config_from_dict(
+        {"data": {"source": "multi30k", "source_language": "fr", "target_language": "en"}}
+    ).data
     urls, checksums = sources.multi30k_files(data, "test")
-    assert urls == {"source": sources.MULTI30K_URL + "test_2016_flickr.fr.gz",
-                    "target": sources.MULTI30K_URL + "test_2016_flickr.en.gz"}
+    assert urls == {
+        "source": sources.MULTI30K_URL + "test_2016_flickr.fr.gz",
+        "target": sources.MULTI30K_URL + "test_2016_flickr.en.gz",
+    }
     assert set(checksums) == set(urls.values())
 
 
@@ -127,8 +135,9 @@ def test_tfds_source_with_mock_data():
         assert len(portuguese) == len(english) > 0
         assert all(isinstance(text, str) for text in portuguese + english)
 
-    data = config_from_dict({"data": {"source": "tfds",
-                                      "tfds": {"name": "ted_hrlr_translat/pt_to_en"}}}).data
+    data = config_from_dict(
+        {"data": {"source": "tfds", "tfds": {"name": "ted_hrlr_translat/pt_to_en"}}}
+    ).data
     with pytest.raises(UserError, match="did you mean ted_hrlr_translate"):
         sources.load_splits(data)
 
@@ -140,8 +149,12 @@ def test_tfds_dataset_not_prepared_without_network_says_what_to_run(tmp_path, mo
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
-    data = config_from_dict({"data": {"source": "ted_hrlr_pt_en",
-                                      "tfds": {"data_dir": str(tmp_path)}}}).data
-    with pytest.raises(UserError, match=r"not prepared .* run `tfds build "
-                       r"ted_hrlr_translate/pt_to_en --data_dir DIR`"):
+    data = config_from_dict(
+        {"data": {"source": "ted_hrlr_pt_en", "tfds": {"data_dir": str(tmp_path)}}}
+    ).data
+    with pytest.raises(
+        UserError,
+        match=r"not prepared .* run `tfds build "
+        r"ted_hrlr_translate/pt_to_en --data_dir DIR`",
+    ):
         sources.load_splits(data)

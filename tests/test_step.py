@@ -11,15 +11,24 @@ from conftest import QUICKSTART
 
 
 def test_accumulating_two_batches_is_one_batch_twice_as_large():
-    config = load_config(QUICKSTART, ["model.num_layers=1", "model.d_model=32", "model.dff=64",
-                                      "model.rate=0.0", "model.input_vocab_size=40",
-                                      "model.target_vocab_size=40", "train.label_smoothing=0.1",
-                                      "train.clip_norm=1000.0"])
+    config = load_config(
+        QUICKSTART,
+        [
+            "model.num_layers=1",
+            "model.d_model=32",
+            "model.dff=64",
+            "model.rate=0.0",
+            "model.input_vocab_size=40",
+            "model.target_vocab_size=40",
+            "train.label_smoothing=0.1",
+            "train.clip_norm=1000.0",
+        ],
+    )
     rng = np.random.default_rng(0)
 
     def batch(rows, length):
         ids = rng.integers(4, 40, size=(rows, length)).astype(np.int32)
-        ids[:, length - 2:] = np.where(rng.random((rows, 2)) < 0.5, 0, ids[:, length - 2:])
+        ids[:, length - 2 :] = np.where(rng.random((rows, 2)) < 0.5, 0, ids[:, length - 2 :])
         return ids
 
     (s1, t1), (s2, t2) = (batch(3, 7), batch(3, 6)), (batch(3, 5), batch(3, 9))
@@ -33,8 +42,11 @@ def test_accumulating_two_batches_is_one_batch_twice_as_large():
         model = build_model(config.model)
         # Plain gradient descent: the update is the normalised gradient itself.
         optimizer = tf.keras.optimizers.SGD(learning_rate=1.0)
-        step = TrainStep(model, optimizer, config.train.__class__(
-            **{**config.train.__dict__, "accumulation_steps": accumulation}))
+        step = TrainStep(
+            model,
+            optimizer,
+            config.train.__class__(**{**config.train.__dict__, "accumulation_steps": accumulation}),
+        )
         if accumulation == 2:
             step.accumulate(s1, t1)
             step.accumulate(s2, t2)
@@ -48,9 +60,18 @@ def test_accumulating_two_batches_is_one_batch_twice_as_large():
 
 
 def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
-    config = load_config(QUICKSTART, ["model.num_layers=1", "model.d_model=32", "model.dff=64",
-                                      "model.rate=0.0", "model.input_vocab_size=40",
-                                      "model.target_vocab_size=40", "train.clip_norm=0.05"])
+    config = load_config(
+        QUICKSTART,
+        [
+            "model.num_layers=1",
+            "model.d_model=32",
+            "model.dff=64",
+            "model.rate=0.0",
+            "model.input_vocab_size=40",
+            "model.target_vocab_size=40",
+            "train.clip_norm=0.05",
+        ],
+    )
     rng = np.random.default_rng(1)
     source = rng.integers(4, 40, size=(4, 6)).astype(np.int32)
     target = rng.integers(4, 40, size=(4, 7)).astype(np.int32)
@@ -64,7 +85,8 @@ def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
         labels = target[:, 1:]
         mask = tf.cast(labels != 0, tf.float32)
         losses = tf.keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True) * (1.0 - config.train.label_smoothing)
+            labels, logits, from_logits=True
+        ) * (1.0 - config.train.label_smoothing)
         uniform = -tf.reduce_mean(tf.nn.log_softmax(logits), axis=-1)
         losses += config.train.label_smoothing * uniform
         loss = tf.reduce_sum(losses * mask) / tf.reduce_sum(mask)

@@ -26,10 +26,18 @@ def test_text_files_with_a_shared_wordpiece_vocabulary_train_export_and_serve(co
     languages, token-budget batches; the exported SavedModel serves in a fresh process."""
     files = {}
     for split, (english, german) in corpus.items():
-        files[split] = (write_lines(tmp_path / f"{split}.en", english),
-                        write_lines(tmp_path / f"{split}.de", german, compress=False))
-    settings = ["data.source=text", "tokenizer.type=wordpiece", "tokenizer.shared=true",
-                "tokenizer.source_vocab_size=400", "data.batch_tokens=800", "train.steps=60"]
+        files[split] = (
+            write_lines(tmp_path / f"{split}.en", english),
+            write_lines(tmp_path / f"{split}.de", german, compress=False),
+        )
+    settings = [
+        "data.source=text",
+        "tokenizer.type=wordpiece",
+        "tokenizer.shared=true",
+        "tokenizer.source_vocab_size=400",
+        "data.batch_tokens=800",
+        "train.steps=60",
+    ]
     for split, (english, german) in files.items():
         settings += [f"data.{split}.source={english}", f"data.{split}.target={german}"]
     run_dir = tmp_path / "run"

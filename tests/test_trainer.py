@@ -17,24 +17,42 @@ from transformer_tf.cli import main
 
 from conftest import ROOT, read_events, read_scalars, tiny_args
 
-EXACT = ["train.deterministic=true", "model.rate=0.1", "train.checkpoint_every=30",
-         "train.log_every=10"]
+EXACT = [
+    "train.deterministic=true",
+    "model.rate=0.1",
+    "train.checkpoint_every=30",
+    "train.log_every=10",
+]
+
 
 def _cli(run_dir, *extra, options=("--no-eval", "--no-export")):
-    return [sys.executable, "-m", "transformer_tf.cli", "train", *tiny_args(run_dir, *extra),
-            *options]
+    return [
+        sys.executable,
+        "-m",
+        "transformer_tf.cli",
+        "train",
+        *tiny_args(run_dir, *extra),
+        *options,
+    ]
+
 
 def _env():
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
 
 def _latest_step(run_dir):
     paths = checkpoint_paths(run_dir)
     return int(paths[-1].rsplit("-", 1)[-1]) if paths else None
 
+
 def _weights(run_dir, step):
     reader = tf.train.load_checkpoint(str(Path(run_dir) / "checkpoints" / f"ckpt-{step}"))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith("model/") or name.startswith("optimizer/")}
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith("model/") or name.startswith("optimizer/")
+    }
+
 
 SAVE_EVERY_30 = ("train.steps=90", "train.checkpoint_every=30")
 
@@ -53,10 +71,18 @@ def test_loss_falls_and_tensorboard_has_the_scalars(trained_run):
 
 def test_exact_resume_after_sigkill(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    reference = subprocess.Popen(_cli(straight, "train.steps=60", *EXACT), env=_env(),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    victim = subprocess.Popen(_cli(killed, "train.steps=60", *EXACT), env=_env(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = subprocess.Popen(
+        _cli(straight, "train.steps=60", *EXACT),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    victim = subprocess.Popen(
+        _cli(killed, "train.steps=60", *EXACT),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while _latest_step(killed) != 30:
         assert victim.poll() is None and time.time() < deadline, "no checkpoint at step 30"
@@ -65,8 +91,13 @@ def test_exact_resume_after_sigkill(tmp_path):
     victim.wait(timeout=30)
     assert _latest_step(killed) == 30  # killed before it finished
 
-    resumed = subprocess.run(_cli(killed, "train.steps=60", *EXACT), env=_env(),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        _cli(killed, "train.steps=60", *EXACT),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "at step 30" in resumed.stderr
     assert reference.wait(timeout=300) == 0
@@ -77,9 +108,12 @@ def test_exact_resume_after_sigkill(tmp_path):
 
 
 def test_sigterm_saves_and_the_next_run_continues(tmp_path):
-    process = subprocess.Popen(_cli(tmp_path / "run", "train.steps=100000",
-                                    "train.log_every=10"),
-                               env=_env(), stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _cli(tmp_path / "run", "train.steps=100000", "train.log_every=10"),
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in process.stderr:
         if "step 20/100000" in line:
             process.send_signal(signal.SIGTERM)
@@ -90,9 +124,13 @@ def test_sigterm_saves_and_the_next_run_continues(tmp_path):
     stopped_at = _latest_step(tmp_path / "run")
     assert 20 <= stopped_at < 1000
 
-    again = subprocess.run(_cli(tmp_path / "run", f"train.steps={stopped_at + 10}",
-                                "train.log_every=10"),
-                           env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        _cli(tmp_path / "run", f"train.steps={stopped_at + 10}", "train.log_every=10"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"at step {stopped_at}" in again.stderr
     assert _latest_step(tmp_path / "run") == stopped_at + 10
@@ -114,30 +152,47 @@ def test_a_kill_while_saving_leaves_the_previous_checkpoint_usable(tmp_path):
         from transformer_tf.cli import main
         sys.exit(main({_cli(run_dir, *SAVE_EVERY_30)[3:]!r}))
     """)
-    crashed = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True,
-                             text=True, timeout=300)
+    crashed = subprocess.run(
+        [sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert crashed.returncode == -signal.SIGKILL
     assert list((run_dir / "checkpoints").glob("ckpt-60*"))  # half a save is on disk
     assert _latest_step(run_dir) == 30
 
-    resumed = subprocess.run(_cli(run_dir, *SAVE_EVERY_30), env=_env(), capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        _cli(run_dir, *SAVE_EVERY_30), env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "at step 30" in resumed.stderr and _latest_step(run_dir) == 90
 
 
 def test_bfloat16_run_trains(tmp_path):
     run_dir = tmp_path / "bf16"
-    assert main(["train", *tiny_args(run_dir, "train.precision=bfloat16", "train.steps=100"),
-                 "--no-eval", "--no-export"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_args(run_dir, "train.precision=bfloat16", "train.steps=100"),
+                "--no-eval",
+                "--no-export",
+            ]
+        )
+        == 0
+    )
     loss = read_scalars(run_dir / "logs" / "train")["loss"]
     assert loss[100] < 0.8 * loss[50]
 
 
 def test_a_diverging_loss_stops_naming_the_step_without_saving(tmp_path, capsys):
     run_dir = tmp_path / "nan"
-    code = main(["train", *tiny_args(run_dir, "train.schedule=constant",
-                                     "train.learning_rate=1e30", "train.steps=100")])
+    code = main(
+        [
+            "train",
+            *tiny_args(
+                run_dir, "train.schedule=constant", "train.learning_rate=1e30", "train.steps=100"
+            ),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "error: the training loss became nan at step" in err
@@ -148,15 +203,29 @@ def test_a_diverging_loss_stops_naming_the_step_without_saving(tmp_path, capsys)
 def test_early_stopping_fires_and_validation_is_recorded(tmp_path, capsys):
     run_dir = tmp_path / "early"
     # A learning rate too small to change anything: the validation BLEU cannot improve.
-    assert main(["train", *tiny_args(run_dir, "train.schedule=constant",
-                                     "train.learning_rate=1e-12", "train.eval_every=10",
-                                     "train.early_stopping_patience=2", "train.best_metric=bleu",
-                                     "train.steps=100", "eval.max_sentences=20"),
-                 "--no-eval", "--no-export"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *tiny_args(
+                    run_dir,
+                    "train.schedule=constant",
+                    "train.learning_rate=1e-12",
+                    "train.eval_every=10",
+                    "train.early_stopping_patience=2",
+                    "train.best_metric=bleu",
+                    "train.steps=100",
+                    "eval.max_sentences=20",
+                ),
+                "--no-eval",
+                "--no-export",
+            ]
+        )
+        == 0
+    )
     assert "early stopping: validation bleu has not improved" in capsys.readouterr().err
     assert _latest_step(run_dir) == 30
-    assert [p.name for p in (run_dir / "checkpoints" / "best").glob("*.index")] == [
-        "best-10.index"]
+    assert [p.name for p in (run_dir / "checkpoints" / "best").glob("*.index")] == ["best-10.index"]
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3
     tags = read_events(run_dir / "logs" / "eval")

@@ -11,18 +11,25 @@ from conftest import VOCAB_OUT, model_batch, small_transformer
 
 def _embedding_matrices(model):
     model(*model_batch(), training=False)
-    return {id(layer.embedding.embeddings) for layer in (model.encoder.embedding,
-                                                          model.decoder.embedding)}
+    return {
+        id(layer.embedding.embeddings)
+        for layer in (model.encoder.embedding, model.decoder.embedding)
+    }
 
 
 def test_output_and_attention_shapes(model):
     inp, tar = model_batch()
-    masks = dict(zip(["enc_padding_mask", "look_ahead_mask", "dec_padding_mask"],
-                     create_masks(inp, tar)))
+    masks = dict(
+        zip(["enc_padding_mask", "look_ahead_mask", "dec_padding_mask"], create_masks(inp, tar))
+    )
     final_output, attention = model(inp, tar, training=False, **masks)
     assert final_output.shape == (2, 5, VOCAB_OUT)
-    assert sorted(attention) == ["decoder_layer1_block1", "decoder_layer1_block2",
-                                 "decoder_layer2_block1", "decoder_layer2_block2"]
+    assert sorted(attention) == [
+        "decoder_layer1_block1",
+        "decoder_layer1_block2",
+        "decoder_layer2_block1",
+        "decoder_layer2_block2",
+    ]
     assert attention["decoder_layer1_block1"].shape == (2, 4, 5, 5)
     assert attention["decoder_layer2_block2"].shape == (2, 4, 5, 7)
     # Masks left out are derived from the inputs: same result.
@@ -47,7 +54,7 @@ def test_changing_later_target_tokens_does_not_change_earlier_logits(model):
     before, _ = model(inp, tar, training=False)
     after, _ = model(inp, changed, training=False)
     np.testing.assert_allclose(before[:, : t + 1].numpy(), after[:, : t + 1].numpy(), atol=1e-5)
-    assert np.abs(before[:, t + 1:].numpy() - after[:, t + 1:].numpy()).max() > 1e-3
+    assert np.abs(before[:, t + 1 :].numpy() - after[:, t + 1 :].numpy()).max() > 1e-3
 
 
 def test_get_config_round_trips(model):
@@ -57,8 +64,9 @@ def test_get_config_round_trips(model):
     assert config["num_layers"] == 2 and config["target_vocab_size"] == VOCAB_OUT
 
 
-@pytest.mark.parametrize("share, matrices, saved", [("none", 2, 0), ("decoder", 2, 1),
-                                                    ("all", 1, 2)])
+@pytest.mark.parametrize(
+    "share, matrices, saved", [("none", 2, 0), ("decoder", 2, 1), ("all", 1, 2)]
+)
 def test_shared_embeddings_are_one_variable(share, matrices, saved):
     model = small_transformer(share_embeddings=share)
     assert len(_embedding_matrices(model)) == matrices
@@ -66,8 +74,11 @@ def test_shared_embeddings_are_one_variable(share, matrices, saved):
     paper = small_transformer()
     _embedding_matrices(paper)
     count = lambda m: sum(int(np.prod(v.shape)) for v in m.trainable_variables)  # noqa: E731
-    removed = {"none": 0, "decoder": VOCAB_OUT * 32 + VOCAB_OUT,
-               "all": 2 * VOCAB_OUT * 32 + VOCAB_OUT}[share]
+    removed = {
+        "none": 0,
+        "decoder": VOCAB_OUT * 32 + VOCAB_OUT,
+        "all": 2 * VOCAB_OUT * 32 + VOCAB_OUT,
+    }[share]
     assert count(paper) - count(model) == removed
     assert len({id(v) for v in model.trainable_variables}) == len(model.trainable_variables)
     if share != "none":  # the logits are the decoder output times the embedding matrix
@@ -75,8 +86,9 @@ def test_shared_embeddings_are_one_variable(share, matrices, saved):
         logits, _ = model(inp, tar, training=False)
         enc_padding_mask, look_ahead_mask, dec_padding_mask = create_masks(inp, tar)
         enc_output, _ = model.encoder(inp, padding_mask=enc_padding_mask)
-        dec_output, _ = model.decoder(tar, enc_output, look_ahead_mask=look_ahead_mask,
-                                      padding_mask=dec_padding_mask)
+        dec_output, _ = model.decoder(
+            tar, enc_output, look_ahead_mask=look_ahead_mask, padding_mask=dec_padding_mask
+        )
         matrix = model.decoder.embedding.embedding.embeddings.numpy()
         np.testing.assert_allclose(logits.numpy(), dec_output.numpy() @ matrix.T, atol=1e-4)
 
@@ -86,7 +98,7 @@ def test_a_shared_matrix_gets_the_gradient_of_all_its_uses():
     inp, tar = model_batch()
     with tf.GradientTape() as tape:
         logits, _ = model(inp, tar, training=False)
-        loss = tf.reduce_mean(logits ** 2)
+        loss = tf.reduce_mean(logits**2)
     matrix = model.encoder.embedding.embedding.embeddings
     gradient = tf.convert_to_tensor(tape.gradient(loss, matrix)).numpy()
     # Rows of ids seen only by the encoder (5..9) and rows only the output layer uses (the
@@ -101,11 +113,17 @@ def test_sharing_all_embeddings_needs_one_vocabulary_size():
 
 
 def test_options_round_trip_through_get_config():
-    model = small_transformer(share_embeddings="decoder", norm="pre", attention_dropout=0.1,
-                   activation_dropout=0.2)
+    model = small_transformer(
+        share_embeddings="decoder", norm="pre", attention_dropout=0.1, activation_dropout=0.2
+    )
     config = model.get_config()
-    assert {k: config[k] for k in ("share_embeddings", "norm", "attention_dropout",
-                                   "activation_dropout")} == {
-        "share_embeddings": "decoder", "norm": "pre", "attention_dropout": 0.1,
-        "activation_dropout": 0.2}
+    assert {
+        k: config[k]
+        for k in ("share_embeddings", "norm", "attention_dropout", "activation_dropout")
+    } == {
+        "share_embeddings": "decoder",
+        "norm": "pre",
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.2,
+    }
     assert Transformer.from_config(config).get_config() == config

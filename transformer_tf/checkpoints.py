@@ -14,7 +14,8 @@ def checkpoint_paths(run_dir, best=False):
     """Checkpoint prefixes of a run, oldest first (`best`: the best one, kept apart)."""
     directory = RunDir(run_dir)
     state = tf.train.get_checkpoint_state(
-        str(directory.best_checkpoints if best else directory.checkpoints))
+        str(directory.best_checkpoints if best else directory.checkpoints)
+    )
     return list(state.all_model_checkpoint_paths) if state else []
 
 
@@ -26,9 +27,10 @@ def checkpoint_step(path):
 # A checkpoint finds each weight through the attribute names leading to it. Version 0.1
 # named these layers otherwise; those names are attached as aliases while a checkpoint is
 # read, so its checkpoints still load (a checkpoint with today's names ignores them).
-NAMES_BEFORE_0_2 = {"encoder": {"mha": "self_attention", "ffn": "feed_forward"},
-                    "decoder": {"mha1": "self_attention", "mha2": "cross_attention",
-                                "ffn": "feed_forward"}}
+NAMES_BEFORE_0_2 = {
+    "encoder": {"mha": "self_attention", "ffn": "feed_forward"},
+    "decoder": {"mha1": "self_attention", "mha2": "cross_attention", "ffn": "feed_forward"},
+}
 
 
 @contextlib.contextmanager
@@ -62,11 +64,16 @@ def restore_model(run_dir, model_config, average_last=1, best=False):
     """
     paths = checkpoint_paths(run_dir, best)
     if not paths:
-        raise UserError(f"'{run_dir}' has no best checkpoint; train with train.eval_every set."
-                        if best else f"'{run_dir}' has no checkpoint; train first.")
+        raise UserError(
+            f"'{run_dir}' has no best checkpoint; train with train.eval_every set."
+            if best
+            else f"'{run_dir}' has no checkpoint; train first."
+        )
     if average_last > len(paths):
-        raise UserError(f"cannot average the last {average_last} checkpoints: '{run_dir}' keeps "
-                        f"{len(paths)}; lower --average-last or raise train.keep_checkpoints.")
+        raise UserError(
+            f"cannot average the last {average_last} checkpoints: '{run_dir}' keeps "
+            f"{len(paths)}; lower --average-last or raise train.keep_checkpoints."
+        )
     model = build_model(model_config)
     checkpoint = tf.train.Checkpoint(model=model)
     total = None

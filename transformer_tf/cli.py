@@ -48,10 +48,12 @@ def _config(args, required=True):
 
 def _decoding_overrides(args):
     """--beam-size and friends as config overrides."""
-    flags = {"beam_size": getattr(args, "beam_size", None),
-             "length_penalty": getattr(args, "length_penalty", None),
-             "tokenize": getattr(args, "tokenize", None),
-             "lowercase": getattr(args, "lowercase", None) or None}
+    flags = {
+        "beam_size": getattr(args, "beam_size", None),
+        "length_penalty": getattr(args, "length_penalty", None),
+        "tokenize": getattr(args, "tokenize", None),
+        "lowercase": getattr(args, "lowercase", None) or None,
+    }
     return [f"eval.{key}={value}" for key, value in flags.items() if value is not None]
 
 
@@ -65,9 +67,12 @@ def _runner(config):
 
 def _print_evaluation(result):
     averaged = result.get("averaged_checkpoints")
-    print(f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
-          f"({result['sentences']} sentences, step {result['step']}"
-          + (f", mean of the last {averaged} checkpoints" if averaged else "") + ")")
+    print(
+        f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
+        f"({result['sentences']} sentences, step {result['step']}"
+        + (f", mean of the last {averaged} checkpoints" if averaged else "")
+        + ")"
+    )
     print(f"  {result['bleu_signature']}")
     print(f"  {result['chrf_signature']}")
     print(f"  hypotheses: {result['hypotheses_file']}")
@@ -77,7 +82,8 @@ def _print_evaluation(result):
 
 def _print_export(exported):
     kind = {"ctranslate2": "CTranslate2 model"}.get(
-        exported["format"], "SavedModel of token ids" if exported["ids_only"] else "SavedModel")
+        exported["format"], "SavedModel of token ids" if exported["ids_only"] else "SavedModel"
+    )
     print(f"exported {kind} (step {exported['step']}) to {exported['directory']}")
     if exported["check"]:
         print("  check: {!r} -> {!r}".format(*exported["check"]))
@@ -98,25 +104,32 @@ def cmd_train(args):
 def cmd_build_vocab(args):
     runner = _runner(_config(args))
     sources, targets = runner.split("train")
-    for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(),
-                                       (sources[0], targets[0])):
+    for side, tokenizer, sample in zip(
+        ("source", "target"), runner.build_vocab(), (sources[0], targets[0])
+    ):
         pieces = tokenizer.pieces(tokenizer.tokenize([sample])[0])
-        print(f"{side}: {tokenizer.vocab_size} entries ({runner.config.tokenizer.type}); "
-              f"{sample!r} -> {' '.join(pieces)}")
+        print(
+            f"{side}: {tokenizer.vocab_size} entries ({runner.config.tokenizer.type}); "
+            f"{sample!r} -> {' '.join(pieces)}"
+        )
     print(f"written to {runner.run_dir.vocab}")
     return 0
 
 
 def cmd_evaluate(args):
     if bool(args.src) != bool(args.ref):
-        raise UserError("--src and --ref go together: the source file and its reference "
-                        "translations.")
+        raise UserError(
+            "--src and --ref go together: the source file and its reference translations."
+        )
     if args.saved_model and (args.beam_size or args.length_penalty is not None):
-        raise UserError("a SavedModel decodes with the settings it was exported with; drop "
-                        "--beam-size/--length-penalty, or evaluate the run (--run-dir).")
+        raise UserError(
+            "a SavedModel decodes with the settings it was exported with; drop "
+            "--beam-size/--length-penalty, or evaluate the run (--run-dir)."
+        )
     if not (args.config or args.run_dir or (args.saved_model and args.src)):
-        raise UserError("pass --config or --run-dir (to evaluate a run), or --saved-model "
-                        "with --src and --ref.")
+        raise UserError(
+            "pass --config or --run-dir (to evaluate a run), or --saved-model with --src and --ref."
+        )
     runner = _runner(_config(args, required=False))
     translator = None
     if args.saved_model:
@@ -125,8 +138,9 @@ def cmd_evaluate(args):
         translator = ServedTranslator(args.saved_model)
     else:
         translator = runner.translator(args.average_last, args.best)
-    output_dir = args.output_dir or (runner.config.run_dir if (args.config or args.run_dir)
-                                     else ".")
+    output_dir = args.output_dir or (
+        runner.config.run_dir if (args.config or args.run_dir) else "."
+    )
     files = (args.src, args.ref) if args.src else None
     _print_evaluation(runner.evaluate(args.split, files, translator, output_dir))
     return 0
@@ -134,8 +148,9 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     runner = _runner(_config(args))
-    _print_export(runner.export(args.output, args.format, args.tokenizer, args.average_last,
-                                args.best))
+    _print_export(
+        runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best)
+    )
     return 0
 
 
@@ -172,18 +187,24 @@ def cmd_translate(args):
         config = _config(args)
         directory = Path(config.export.directory or RunDir(config.run_dir).export)
     if not (directory / "saved_model.pb").is_file():
-        raise UserError(f"no SavedModel in '{directory}'; run `transformer-tf export` first "
-                        "or pass --saved-model DIR.")
+        raise UserError(
+            f"no SavedModel in '{directory}'; run `transformer-tf export` first "
+            "or pass --saved-model DIR."
+        )
     sentences = _read_input(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.inference.translator import ServedTranslator, translate_in_batches
 
-    outputs = translate_in_batches(ServedTranslator(directory).signature, sentences,
-                                   args.batch_size)
+    outputs = translate_in_batches(
+        ServedTranslator(directory).signature, sentences, args.batch_size
+    )
     for number, truncated in enumerate(outputs["truncated"], start=1):
         if truncated:
-            print(f"warning: line {number} is longer than the model reads; its end was not "
-                  "translated.", file=sys.stderr)
+            print(
+                f"warning: line {number} is longer than the model reads; its end was not "
+                "translated.",
+                file=sys.stderr,
+            )
     _write_lines(outputs["translations"], args.output)
     return 0
 
@@ -191,16 +212,23 @@ def cmd_translate(args):
 def _translate_n_best(args):
     """Print each sentence's n best translations: `index ||| translation ||| score`."""
     if args.saved_model:
-        raise UserError("--n-best decodes with a run's checkpoint: pass --config or --run-dir "
-                        "instead of --saved-model.")
+        raise UserError(
+            "--n-best decodes with a run's checkpoint: pass --config or --run-dir "
+            "instead of --saved-model."
+        )
     if args.n_best < 1:
         raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
     runner = _runner(_config(args))
     sentences = _read_input(args)
     n_best = runner.translator().n_best(sentences, args.n_best, args.batch_size)
-    _write_lines([f"{index} ||| {text} ||| {score:.4f}"
-                  for index, hypotheses in enumerate(n_best) for text, score in hypotheses],
-                 args.output)
+    _write_lines(
+        [
+            f"{index} ||| {text} ||| {score:.4f}"
+            for index, hypotheses in enumerate(n_best)
+            for text, score in hypotheses
+        ],
+        args.output,
+    )
     return 0
 
 
@@ -216,8 +244,11 @@ def _translate_with_attention(args):
     last = list(result["attention"].values())[-1]  # [heads, target_len, source_len]
     save_attention_png(last, args.attention)
     print(result["translation"])
-    print(f"attention of the last decoder layer ({last.shape[0]} heads, target tokens down, "
-          f"source tokens across) written to {args.attention}", file=sys.stderr)
+    print(
+        f"attention of the last decoder layer ({last.shape[0]} heads, target tokens down, "
+        f"source tokens across) written to {args.attention}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -225,16 +256,28 @@ def _add_config_args(parser, required=False):
     group = parser.add_argument_group("run")
     group.add_argument("--config", required=required, help="YAML config file")
     group.add_argument("--run-dir", help="run directory (overrides the config's run_dir)")
-    group.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config key, e.g. --set train.steps=200 (repeatable)")
+    group.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=200 (repeatable)",
+    )
 
 
 def _add_checkpoint_args(parser):
     group = parser.add_argument_group("checkpoint")
-    group.add_argument("--average-last", type=int, default=1, metavar="N",
-                       help="use the mean weights of the last N checkpoints")
-    group.add_argument("--best", action="store_true",
-                       help="use the best checkpoint by validation (train.best_metric)")
+    group.add_argument(
+        "--average-last",
+        type=int,
+        default=1,
+        metavar="N",
+        help="use the mean weights of the last N checkpoints",
+    )
+    group.add_argument(
+        "--best",
+        action="store_true",
+        help="use the best checkpoint by validation (train.best_metric)",
+    )
 
 
 def _add_decoding_args(parser):
@@ -246,7 +289,8 @@ def _add_decoding_args(parser):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="transformer-tf",
-        description="Train, evaluate, export and serve encoder-decoder Transformers.")
+        description="Train, evaluate, export and serve encoder-decoder Transformers.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train (or resume), then evaluate and export")
@@ -256,41 +300,62 @@ def build_parser():
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="BLEU and chrF of a split, or of --src/--ref files")
+        "evaluate", help="BLEU and chrF of a split, or of --src/--ref files"
+    )
     _add_config_args(evaluate)
     evaluate.add_argument("--saved-model", help="evaluate this SavedModel instead of the run")
-    evaluate.add_argument("--split", choices=["train", "validation", "test"],
-                          help="split of the configured data (default: eval.split)")
+    evaluate.add_argument(
+        "--split",
+        choices=["train", "validation", "test"],
+        help="split of the configured data (default: eval.split)",
+    )
     evaluate.add_argument("--src", help="source sentences, one per line")
     evaluate.add_argument("--ref", help="reference translations, one per line")
-    evaluate.add_argument("--output-dir", help="where eval/ and metrics.jsonl go "
-                          "(default: the run directory, or . for a SavedModel)")
-    evaluate.add_argument("--tokenize", help="sacrebleu tokenizer for BLEU, e.g. 13a, intl, "
-                          "none for already tokenized text (default: eval.tokenize)")
+    evaluate.add_argument(
+        "--output-dir",
+        help="where eval/ and metrics.jsonl go (default: the run directory, or . for a SavedModel)",
+    )
+    evaluate.add_argument(
+        "--tokenize",
+        help="sacrebleu tokenizer for BLEU, e.g. 13a, intl, "
+        "none for already tokenized text (default: eval.tokenize)",
+    )
     evaluate.add_argument("--lowercase", action="store_true", help="lower-cased BLEU")
     _add_checkpoint_args(evaluate)
     _add_decoding_args(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    export = commands.add_parser("export", help="write a SavedModel (or a CTranslate2 model) "
-                                 "of the latest checkpoint")
+    export = commands.add_parser(
+        "export", help="write a SavedModel (or a CTranslate2 model) of the latest checkpoint"
+    )
     _add_config_args(export)
-    export.add_argument("--format", choices=["saved_model", "ctranslate2"],
-                        default="saved_model",
-                        help="saved_model: TensorFlow SavedModel; ctranslate2: a CTranslate2 "
-                        "model directory with the tokenizer files (needs pip install "
-                        "'transformer_tf[ctranslate2]')")
-    export.add_argument("--output", help="directory (default: export.directory or "
-                        "<run_dir>/export; <run_dir>/ctranslate2 for --format ctranslate2)")
-    export.add_argument("--tokenizer", choices=["included", "none"], default="included",
-                        help="included: strings in and out (needs tensorflow-text); none: "
-                        "token ids in and out, core TensorFlow ops only (for saved_model_cli "
-                        "run and servers without tensorflow-text)")
+    export.add_argument(
+        "--format",
+        choices=["saved_model", "ctranslate2"],
+        default="saved_model",
+        help="saved_model: TensorFlow SavedModel; ctranslate2: a CTranslate2 "
+        "model directory with the tokenizer files (needs pip install "
+        "'transformer_tf[ctranslate2]')",
+    )
+    export.add_argument(
+        "--output",
+        help="directory (default: export.directory or "
+        "<run_dir>/export; <run_dir>/ctranslate2 for --format ctranslate2)",
+    )
+    export.add_argument(
+        "--tokenizer",
+        choices=["included", "none"],
+        default="included",
+        help="included: strings in and out (needs tensorflow-text); none: "
+        "token ids in and out, core TensorFlow ops only (for saved_model_cli "
+        "run and servers without tensorflow-text)",
+    )
     _add_checkpoint_args(export)
     export.set_defaults(func=cmd_export)
 
     build_vocab = commands.add_parser(
-        "build-vocab", help="build the run's tokenizers from the training split, and stop")
+        "build-vocab", help="build the run's tokenizers from the training split, and stop"
+    )
     _add_config_args(build_vocab, required=True)
     build_vocab.set_defaults(func=cmd_build_vocab)
 
@@ -300,14 +365,21 @@ def build_parser():
     translate.add_argument("--input", help="file of sentences, one per line (default: stdin)")
     translate.add_argument("--output", help="file for the translations (default: stdout)")
     translate.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
-    translate.add_argument("--attention", metavar="FILE.png",
-                           help="with --config/--run-dir: save the encoder-decoder attention "
-                           "of one sentence as an image")
-    translate.add_argument("--n-best", type=int, metavar="N",
-                           help="with --config/--run-dir: print the N best translations of "
-                           "each sentence by beam search, as `index ||| text ||| score` "
-                           "(best first by the length-penalised score; score: summed "
-                           "log-probability)")
+    translate.add_argument(
+        "--attention",
+        metavar="FILE.png",
+        help="with --config/--run-dir: save the encoder-decoder attention "
+        "of one sentence as an image",
+    )
+    translate.add_argument(
+        "--n-best",
+        type=int,
+        metavar="N",
+        help="with --config/--run-dir: print the N best translations of "
+        "each sentence by beam search, as `index ||| text ||| score` "
+        "(best first by the length-penalised score; score: summed "
+        "log-probability)",
+    )
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
     translate.set_defaults(func=cmd_translate)
     return parser

@@ -45,8 +45,7 @@ class DataConfig:
     # `validation`, `test`; tfds: the dataset of `tfds`; multi30k: the Multi30K corpus
     # (downloaded, or read from `dir`); ted_hrlr_pt_en: the TensorFlow tutorial's
     # Portuguese->English TED talks through TFDS.
-    source: Literal["synthetic", "text", "tsv", "tfds", "multi30k", "ted_hrlr_pt_en"] = \
-        "synthetic"
+    source: Literal["synthetic", "text", "tsv", "tfds", "multi30k", "ted_hrlr_pt_en"] = "synthetic"
     # multi30k: en, de or fr (default en -> de); tfds: the feature keys (default: the
     # dataset's supervised keys)
     source_language: Optional[str] = None
@@ -150,8 +149,7 @@ class DistributeConfig:
     # several, else default (one device); one_device: the first GPU, or the CPU; mirrored:
     # all GPUs of this machine; multi_worker: several machines, from TF_CONFIG; tpu: a
     # Cloud TPU.
-    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = \
-        "auto"
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu: Optional[str] = None  # tpu: the TPU's name or grpc:// address (default: TPU_NAME)
 
 
@@ -235,16 +233,20 @@ def _convert(value, tp, where):
     if origin is Literal:
         ok = value in typing.get_args(tp)
     if not ok:
-        raise ConfigError(f"{where} must be {_type_name(tp)}, got {value!r}; fix it in the config "
-                          "or the --set override.")
+        raise ConfigError(
+            f"{where} must be {_type_name(tp)}, got {value!r}; fix it in the config "
+            "or the --set override."
+        )
     return float(value) if tp is float else value
 
 
 def _convert_mapping(value, where):
     """A mapping of strings to strings (e.g. URL -> checksum)."""
     value = value or {}
-    if not (isinstance(value, dict)
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+    if not (
+        isinstance(value, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
         raise ConfigError(f"{where} must be a mapping of strings to strings, got {value!r}.")
     return dict(value)
 
@@ -261,8 +263,11 @@ def _build(cls, values, path, source):
         dotted = f"{path}.{key}" if path else str(key)
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"did you mean '{path + '.' if path else ''}{close[0]}'?" if close else (
-                "valid keys here: " + ", ".join(fields) + ".")
+            hint = (
+                f"did you mean '{path + '.' if path else ''}{close[0]}'?"
+                if close
+                else ("valid keys here: " + ", ".join(fields) + ".")
+            )
             raise ConfigError(f"{source}: unknown key '{dotted}'; {hint}")
         tp = hints[key]
         if typing.get_origin(tp) is dict:
@@ -277,8 +282,10 @@ def _build(cls, values, path, source):
 def _apply_override(tree, assignment):
     """Set `a.b=c` in a nested dict; the value is parsed as YAML (so 200 is an int)."""
     if "=" not in assignment:
-        raise ConfigError(f"override '{assignment}' is not of the form key.path=value "
-                          "(for example --set train.steps=200).")
+        raise ConfigError(
+            f"override '{assignment}' is not of the form key.path=value "
+            "(for example --set train.steps=200)."
+        )
     dotted, raw = assignment.split("=", 1)
     keys = dotted.strip().split(".")
     node = tree
@@ -293,20 +300,28 @@ def _check(config, source):
     """Checks that involve more than one key or a value range."""
     m = config.model
     if m.d_model % m.num_heads:
-        raise ConfigError(f"{source}: 'model.d_model' ({m.d_model}) must be divisible by "
-                          f"'model.num_heads' ({m.num_heads}).")
+        raise ConfigError(
+            f"{source}: 'model.d_model' ({m.d_model}) must be divisible by "
+            f"'model.num_heads' ({m.num_heads})."
+        )
     positive = {
-        "model.num_layers": m.num_layers, "model.d_model": m.d_model,
-        "model.num_heads": m.num_heads, "model.dff": m.dff, "model.pe_input": m.pe_input,
-        "model.pe_target": m.pe_target, "train.steps": config.train.steps,
+        "model.num_layers": m.num_layers,
+        "model.d_model": m.d_model,
+        "model.num_heads": m.num_heads,
+        "model.dff": m.dff,
+        "model.pe_input": m.pe_input,
+        "model.pe_target": m.pe_target,
+        "train.steps": config.train.steps,
         "train.warmup_steps": config.train.warmup_steps,
         "train.log_every": config.train.log_every,
         "train.checkpoint_every": config.train.checkpoint_every,
         "train.keep_checkpoints": config.train.keep_checkpoints,
         "train.accumulation_steps": config.train.accumulation_steps,
         "train.learning_rate": config.train.learning_rate,
-        "data.batch_size": config.data.batch_size, "data.max_length": config.data.max_length,
-        "data.train_size": config.data.train_size, "eval.batch_size": config.eval.batch_size,
+        "data.batch_size": config.data.batch_size,
+        "data.max_length": config.data.max_length,
+        "data.train_size": config.data.train_size,
+        "eval.batch_size": config.eval.batch_size,
         "tokenizer.source_vocab_size": config.tokenizer.source_vocab_size,
         "tokenizer.target_vocab_size": config.tokenizer.target_vocab_size,
     }
@@ -314,40 +329,54 @@ def _check(config, source):
         if value <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
     if config.data.batch_tokens is not None and config.data.batch_tokens < config.data.max_length:
-        raise ConfigError(f"{source}: 'data.batch_tokens' ({config.data.batch_tokens}) must be at "
-                          f"least 'data.max_length' ({config.data.max_length}) so that the "
-                          "longest pair fits in a batch.")
+        raise ConfigError(
+            f"{source}: 'data.batch_tokens' ({config.data.batch_tokens}) must be at "
+            f"least 'data.max_length' ({config.data.max_length}) so that the "
+            "longest pair fits in a batch."
+        )
     _check_data_source(config.data, source)
     if config.eval.beam_size < 1:
-        raise ConfigError(f"{source}: 'eval.beam_size' must be 1 or more, "
-                          f"got {config.eval.beam_size}.")
+        raise ConfigError(
+            f"{source}: 'eval.beam_size' must be 1 or more, got {config.eval.beam_size}."
+        )
     if config.eval.sampling_topk and config.eval.beam_size > 1:
-        raise ConfigError(f"{source}: 'eval.sampling_topk' samples one hypothesis; set "
-                          "'eval.beam_size' to 1 or 'eval.sampling_topk' to 0.")
+        raise ConfigError(
+            f"{source}: 'eval.sampling_topk' samples one hypothesis; set "
+            "'eval.beam_size' to 1 or 'eval.sampling_topk' to 0."
+        )
     if config.eval.sampling_temperature <= 0:
-        raise ConfigError(f"{source}: 'eval.sampling_temperature' must be positive, "
-                          f"got {config.eval.sampling_temperature}.")
+        raise ConfigError(
+            f"{source}: 'eval.sampling_temperature' must be positive, "
+            f"got {config.eval.sampling_temperature}."
+        )
     for key in ("rate", "attention_dropout", "activation_dropout"):
         if not 0.0 <= getattr(m, key) < 1.0:
-            raise ConfigError(f"{source}: 'model.{key}' must be in [0, 1), "
-                              f"got {getattr(m, key)}.")
+            raise ConfigError(f"{source}: 'model.{key}' must be in [0, 1), got {getattr(m, key)}.")
     if m.share_embeddings == "all" and not config.tokenizer.shared:
-        raise ConfigError(f"{source}: 'model.share_embeddings: all' ties the source and target "
-                          "embeddings, which needs one vocabulary: set 'tokenizer.shared: true' "
-                          "or use share_embeddings 'decoder' or 'none'.")
+        raise ConfigError(
+            f"{source}: 'model.share_embeddings: all' ties the source and target "
+            "embeddings, which needs one vocabulary: set 'tokenizer.shared: true' "
+            "or use share_embeddings 'decoder' or 'none'."
+        )
     for key in ("eval_every", "early_stopping_patience"):
         if getattr(config.train, key) < 0:
-            raise ConfigError(f"{source}: 'train.{key}' must be 0 or more, "
-                              f"got {getattr(config.train, key)}.")
+            raise ConfigError(
+                f"{source}: 'train.{key}' must be 0 or more, got {getattr(config.train, key)}."
+            )
     if config.train.clip_norm is not None and config.train.clip_norm <= 0:
-        raise ConfigError(f"{source}: 'train.clip_norm' must be positive or null, "
-                          f"got {config.train.clip_norm}.")
+        raise ConfigError(
+            f"{source}: 'train.clip_norm' must be positive or null, got {config.train.clip_norm}."
+        )
     if config.train.early_stopping_patience and not config.train.eval_every:
-        raise ConfigError(f"{source}: 'train.early_stopping_patience' needs evaluations; set "
-                          "'train.eval_every' to a number of steps.")
+        raise ConfigError(
+            f"{source}: 'train.early_stopping_patience' needs evaluations; set "
+            "'train.eval_every' to a number of steps."
+        )
     if not 0.0 <= config.train.label_smoothing < 1.0:
-        raise ConfigError(f"{source}: 'train.label_smoothing' must be in [0, 1), "
-                          f"got {config.train.label_smoothing}.")
+        raise ConfigError(
+            f"{source}: 'train.label_smoothing' must be in [0, 1), "
+            f"got {config.train.label_smoothing}."
+        )
 
 
 def _check_data_source(data, source):
@@ -356,25 +385,32 @@ def _check_data_source(data, source):
     if data.source == "text":
         for name, files in splits.items():
             if not (files.source and files.target):
-                raise ConfigError(f"{source}: data.source 'text' needs 'data.{name}.source' and "
-                                  f"'data.{name}.target' (a path or URL each).")
+                raise ConfigError(
+                    f"{source}: data.source 'text' needs 'data.{name}.source' and "
+                    f"'data.{name}.target' (a path or URL each)."
+                )
     elif data.source == "tsv":
         for name, files in splits.items():
             if not files.tsv:
-                raise ConfigError(f"{source}: data.source 'tsv' needs 'data.{name}.tsv' "
-                                  "(a path or URL).")
+                raise ConfigError(
+                    f"{source}: data.source 'tsv' needs 'data.{name}.tsv' (a path or URL)."
+                )
     elif data.source == "tfds" and not data.tfds.name:
-        raise ConfigError(f"{source}: data.source 'tfds' needs 'data.tfds.name' (for example "
-                          "ted_hrlr_translate/pt_to_en).")
+        raise ConfigError(
+            f"{source}: data.source 'tfds' needs 'data.tfds.name' (for example "
+            "ted_hrlr_translate/pt_to_en)."
+        )
     if data.source == "multi30k":
         for key in ("source_language", "target_language"):
             language = getattr(data, key)
             if language is not None and language not in ("en", "de", "fr"):
-                raise ConfigError(f"{source}: 'data.{key}' must be en, de or fr for Multi30K, "
-                                  f"got {language!r}.")
+                raise ConfigError(
+                    f"{source}: 'data.{key}' must be en, de or fr for Multi30K, got {language!r}."
+                )
         if (data.source_language or "en") == (data.target_language or "de"):
-            raise ConfigError(f"{source}: 'data.source_language' and 'data.target_language' "
-                              "must differ.")
+            raise ConfigError(
+                f"{source}: 'data.source_language' and 'data.target_language' must differ."
+            )
 
 
 def config_from_dict(values, source="config", overrides=()):
@@ -400,8 +436,9 @@ def load_config(path, overrides=()):
         problem = getattr(err, "problem", err)
         raise ConfigError(f"{path}:{line} is not valid YAML ({problem}).") from None
     if values is not None and not isinstance(values, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, not "
-                          f"{type(values).__name__}.")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, not {type(values).__name__}."
+        )
     return config_from_dict(values, str(path), overrides)
 
 
@@ -419,14 +456,18 @@ def resolve_model_config(model_config, source_vocab_size, target_vocab_size):
     for key, needed in sizes.items():
         given = getattr(model_config, key)
         if given is not None and given < needed:
-            raise ConfigError(f"'model.{key}' is {given} but the tokenizer has {needed} entries; "
-                              "remove the key to take the tokenizer's size, or raise it.")
+            raise ConfigError(
+                f"'model.{key}' is {given} but the tokenizer has {needed} entries; "
+                "remove the key to take the tokenizer's size, or raise it."
+            )
         resolved[key] = given if given is not None else round_up(needed)
     if model_config.share_embeddings == "all" and len(set(resolved.values())) > 1:
-        raise ConfigError("'model.share_embeddings: all' needs equal 'model.input_vocab_size' "
-                          f"and 'model.target_vocab_size', got {resolved['input_vocab_size']} "
-                          f"and {resolved['target_vocab_size']}; remove both keys to take the "
-                          "shared vocabulary's size.")
+        raise ConfigError(
+            "'model.share_embeddings: all' needs equal 'model.input_vocab_size' "
+            f"and 'model.target_vocab_size', got {resolved['input_vocab_size']} "
+            f"and {resolved['target_vocab_size']}; remove both keys to take the "
+            "shared vocabulary's size."
+        )
     return dataclasses.replace(model_config, **resolved)
 
 

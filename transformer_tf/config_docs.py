@@ -72,8 +72,9 @@ def config_rows(cls=Config, prefix=""):
         if dataclasses.is_dataclass(field.type):
             yield from config_rows(field.type, key + ".")
             continue
-        default = (field.default if field.default is not dataclasses.MISSING
-                   else field.default_factory())
+        default = (
+            field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        )
         yield key, _type(field.type), _default(default), comments.get(field.name, "")
 
 
@@ -97,8 +98,9 @@ def readme_table(text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Print (or write into README.md) the table "
-                                     "of every config key.")
+    parser = argparse.ArgumentParser(
+        description="Print (or write into README.md) the table of every config key."
+    )
     parser.add_argument("--write", action="store_true", help="replace the table in README.md")
     args = parser.parse_args(argv)
     table = config_table()
@@ -109,8 +111,9 @@ def main(argv=None):
     match = _block(text)
     if match is None:
         raise SystemExit(f"{README}: no '{START}' ... '{END}' block to replace.")
-    README.write_text(text[:match.start()] + f"{START}\n{table}\n{END}" + text[match.end():],
-                      encoding="utf-8")
+    README.write_text(
+        text[: match.start()] + f"{START}\n{table}\n{END}" + text[match.end() :], encoding="utf-8"
+    )
     print(f"wrote {len(table.splitlines()) - 2} keys into {README}")
     return 0
 

@@ -47,8 +47,10 @@ class RunDir:
         """The resolved config saved by training, with `key.path=value` overrides applied.
         Its `run_dir` is this directory, wherever the run was trained."""
         if not self.config.is_file():
-            raise UserError(f"'{self.root}' has no config.yaml; train first (transformer-tf train "
-                            "--config ...), or pass --config, or point --run-dir at a trained run.")
+            raise UserError(
+                f"'{self.root}' has no config.yaml; train first (transformer-tf train "
+                "--config ...), or pass --config, or point --run-dir at a trained run."
+            )
         values = yaml.safe_load(self.config.read_text(encoding="utf-8"))
         config = config_from_dict(values, str(self.config), overrides)
         config.run_dir = str(self.root)
@@ -70,6 +72,8 @@ class RunDir:
                 continue
             old, new = getattr(saved, field.name), getattr(config.model, field.name)
             if new is not None and old != new:
-                raise UserError(f"'{self.root}' holds a model with model.{field.name}={old}, but "
-                                f"the config asks for {new}; use another run_dir or the same "
-                                "model settings.")
+                raise UserError(
+                    f"'{self.root}' holds a model with model.{field.name}={old}, but "
+                    f"the config asks for {new}; use another run_dir or the same "
+                    "model settings."
+                )

@@ -81,15 +81,18 @@ class Runner:
         if self._tokenizers is None:
             if chief:
                 self._tokenizers = build_or_load_tokenizers(
-                    self.config.tokenizer, *self.split("train"), self.run_dir.vocab)
+                    self.config.tokenizer, *self.split("train"), self.run_dir.vocab
+                )
             else:
                 self._tokenizers = wait_for_tokenizers(self.config.tokenizer, self.run_dir.vocab)
         return self._tokenizers
 
     def vocab_files(self):
         """The run's tokenizer files: [source, target]."""
-        return [vocab_path(self.run_dir.vocab, side, self.config.tokenizer.type)
-                for side in ("source", "target")]
+        return [
+            vocab_path(self.run_dir.vocab, side, self.config.tokenizer.type)
+            for side in ("source", "target")
+        ]
 
     def _resolve_model_config(self):
         """Fill the model's vocabulary sizes from the tokenizers, as training does."""
@@ -154,10 +157,12 @@ class Runner:
         if self._trained is not None and average_last == 1 and not best:
             model, step = self._trained
         else:
-            model, step = restore_model(self.config.run_dir, self._resolve_model_config(),
-                                        average_last, best)
-        return Translator(model, *self.tokenizers(), self.config.eval, step=step,
-                          averaged=average_last)
+            model, step = restore_model(
+                self.config.run_dir, self._resolve_model_config(), average_last, best
+            )
+        return Translator(
+            model, *self.tokenizers(), self.config.eval, step=step, averaged=average_last
+        )
 
     def evaluate(self, split=None, files=None, translator=None, output_dir=None):
         """Decode and score a split of the run's data (default `eval.split`), or
@@ -173,11 +178,23 @@ class Runner:
             name = split or self.config.eval.split
             sources, references = self.split(name)
         translator = translator or self.translator()
-        return evaluate(translator, sources, references, self.config.eval,
-                        output_dir or self.config.run_dir, name)
+        return evaluate(
+            translator,
+            sources,
+            references,
+            self.config.eval,
+            output_dir or self.config.run_dir,
+            name,
+        )
 
-    def export(self, output=None, export_format="saved_model", tokenizer="included",
-               average_last=1, best=False):
+    def export(
+        self,
+        output=None,
+        export_format="saved_model",
+        tokenizer="included",
+        average_last=1,
+        best=False,
+    ):
         """Write `self.translator(average_last, best)` as a SavedModel
         (`tokenizer="none"`: token ids in and out, core TensorFlow ops only) or as a
         CTranslate2 model; then load it back and translate one sentence of `eval.split`
@@ -186,11 +203,14 @@ class Runner:
         Returns {"directory", "step", "format", "check": (sentence, translation) or None}.
         """
         if export_format not in EXPORT_FORMATS:
-            raise UserError(f"unknown export format {export_format!r}; use one of "
-                            f"{', '.join(EXPORT_FORMATS)}.")
+            raise UserError(
+                f"unknown export format {export_format!r}; use one of {', '.join(EXPORT_FORMATS)}."
+            )
         if export_format == "ctranslate2" and tokenizer == "none":
-            raise UserError("--tokenizer none is a SavedModel form; a CTranslate2 model takes "
-                            "token strings, so drop --tokenizer with --format ctranslate2.")
+            raise UserError(
+                "--tokenizer none is a SavedModel form; a CTranslate2 model takes "
+                "token strings, so drop --tokenizer with --format ctranslate2."
+            )
         translator = self.translator(average_last, best)
         if export_format == "ctranslate2":
             directory, check = self._export_ctranslate2(translator, output)
@@ -202,8 +222,13 @@ class Runner:
             check = None
         else:
             directory, check = self._export_saved_model(translator, output)
-        return {"directory": directory, "step": translator.step, "format": export_format,
-                "ids_only": tokenizer == "none", "check": check}
+        return {
+            "directory": directory,
+            "step": translator.step,
+            "format": export_format,
+            "ids_only": tokenizer == "none",
+            "check": check,
+        }
 
     def _check_sentence(self):
         sources, _ = self.split(self.config.eval.split)

@@ -60,8 +60,10 @@ def fetch(location, cache_dir=None, sha256=None):
         _download(location, partial)
         actual = sha256_of(partial)
         if sha256 and actual != sha256.lower():
-            raise UserError(f"the download of {location} has SHA-256 {actual}, but the config "
-                            f"expects {sha256}; it was deleted. Check the URL and 'data.sha256'.")
+            raise UserError(
+                f"the download of {location} has SHA-256 {actual}, but the config "
+                f"expects {sha256}; it was deleted. Check the URL and 'data.sha256'."
+            )
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
@@ -72,8 +74,10 @@ def fetch(location, cache_dir=None, sha256=None):
 def _download(url, destination):
     """Stream `url` to `destination`, logging progress every few seconds."""
     try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT_SECONDS) as response, \
-                open(destination, "wb") as out:
+        with (
+            urllib.request.urlopen(url, timeout=_TIMEOUT_SECONDS) as response,
+            open(destination, "wb") as out,
+        ):
             total = int(response.headers.get("Content-Length") or 0)
             done, last_report = 0, time.monotonic()
             for chunk in iter(lambda: response.read(_CHUNK), b""):
@@ -84,9 +88,12 @@ def _download(url, destination):
                     log.info("  %s bytes%s", f"{done:,}", share)
                     last_report = time.monotonic()
     except urllib.error.HTTPError as err:
-        raise UserError(f"could not download {url}: HTTP {err.code} {err.reason}; check the "
-                        "URL in the config.") from None
+        raise UserError(
+            f"could not download {url}: HTTP {err.code} {err.reason}; check the URL in the config."
+        ) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise UserError(f"could not download {url}: {reason}; check the network, or download "
-                        "the file by hand and give its local path instead.") from None
+        raise UserError(
+            f"could not download {url}: {reason}; check the network, or download "
+            "the file by hand and give its local path instead."
+        ) from None

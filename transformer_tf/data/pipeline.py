@@ -15,13 +15,15 @@ def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer):
         tgt_ids = add_bos_eos(target_tokenizer.tokenize(tgt), bos=True)
         return src_ids, tgt_ids
 
-    return (tf.data.Dataset.from_tensor_slices((sources, targets))
-            .batch(_TOKENIZE_CHUNK)
-            .map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
-            .unbatch()
-            # Rows of a ragged batch come out typed as ragged; an identity map makes them
-            # the dense vectors they are, which padded_batch needs.
-            .map(lambda src, tgt: (src, tgt)))
+    return (
+        tf.data.Dataset.from_tensor_slices((sources, targets))
+        .batch(_TOKENIZE_CHUNK)
+        .map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        # Rows of a ragged batch come out typed as ragged; an identity map makes them
+        # the dense vectors they are, which padded_batch needs.
+        .map(lambda src, tgt: (src, tgt))
+    )
 
 
 def _within(max_length):
@@ -57,8 +59,17 @@ def bucket_batch_sizes(boundaries, data_config, replicas=1):
     return [max(replicas, size // replicas * replicas) for size in sizes]
 
 
-def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config, seed,
-                  start_batch=0, num_batches=-1, replicas=1):
+def train_dataset(
+    sources,
+    targets,
+    source_tokenizer,
+    target_tokenizer,
+    data_config,
+    seed,
+    start_batch=0,
+    num_batches=-1,
+    replicas=1,
+):
     """Deterministic stream of padded training batches `start_batch` to
     `start_batch + num_batches` (-1: endless).
 
@@ -70,26 +81,38 @@ def train_dataset(sources, targets, source_tokenizer, target_tokenizer, data_con
     """
     max_length = data_config.max_length
     boundaries = length_buckets(max_length)
-    dataset = (tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-               .filter(_within(max_length))
-               .cache()
-               .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-               .repeat()
-               # Batch sentences of similar length together: padding is wasted compute.
-               .bucket_by_sequence_length(
-                   lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
-                   bucket_boundaries=boundaries,
-                   bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
-                   padding_values=(PAD_ID, PAD_ID),
-                   # Fixed shapes (boundary - 1) let XLA compile once per bucket.
-                   pad_to_bucket_boundary=data_config.pad_to_buckets))
+    dataset = (
+        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
+        .filter(_within(max_length))
+        .cache()
+        .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        .repeat()
+        # Batch sentences of similar length together: padding is wasted compute.
+        .bucket_by_sequence_length(
+            lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
+            padding_values=(PAD_ID, PAD_ID),
+            # Fixed shapes (boundary - 1) let XLA compile once per bucket.
+            pad_to_bucket_boundary=data_config.pad_to_buckets,
+        )
+    )
     # A bounded stream ends by itself: tearing down a live endless pipeline mid-epoch
     # was measured to take 45 s here.
     return dataset.skip(start_batch).take(num_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def distributed_train_dataset(strategy, sources, targets, source_tokenizer, target_tokenizer,
-                              data_config, seed, start_batch=0, num_batches=-1):
+def distributed_train_dataset(
+    strategy,
+    sources,
+    targets,
+    source_tokenizer,
+    target_tokenizer,
+    data_config,
+    seed,
+    start_batch=0,
+    num_batches=-1,
+):
     """`train_dataset`'s global batches split over the replicas of `strategy`.
 
     Every worker builds the same global batches and keeps its own rows of each: worker w
@@ -104,22 +127,34 @@ def distributed_train_dataset(strategy, sources, targets, source_tokenizer, targ
         first = context.input_pipeline_id * local
 
         def local_parts(source, target):
-            parts = [tf.reshape(x, [replicas, -1, tf.shape(x)[1]])[first:first + local]
-                     for x in (source, target)]
+            parts = [
+                tf.reshape(x, [replicas, -1, tf.shape(x)[1]])[first : first + local]
+                for x in (source, target)
+            ]
             return tf.data.Dataset.from_tensor_slices(tuple(parts))
 
-        batches = train_dataset(sources, targets, source_tokenizer, target_tokenizer,
-                                data_config, seed, start_batch, num_batches, replicas)
+        batches = train_dataset(
+            sources,
+            targets,
+            source_tokenizer,
+            target_tokenizer,
+            data_config,
+            seed,
+            start_batch,
+            num_batches,
+            replicas,
+        )
         return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def eval_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config,
-                 batch_size):
+def eval_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config, batch_size):
     """Padded batches of a split in order, for validation loss and accuracy (pairs longer
     than `max_length` left out, as in training)."""
-    return (tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-            .filter(_within(data_config.max_length))
-            .padded_batch(batch_size, padding_values=PAD_ID)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
+        .filter(_within(data_config.max_length))
+        .padded_batch(batch_size, padding_values=PAD_ID)
+        .prefetch(tf.data.AUTOTUNE)
+    )

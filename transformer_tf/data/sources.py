@@ -38,8 +38,12 @@ def load_splits(data_config, names=SPLITS):
     """The splits `names` of the configured data source: {name: (sources, targets)}, lists
     of strings. Pairs with an empty side are dropped (and counted in the log)."""
     if data_config.source == "synthetic":
-        splits = synthetic.generate_splits(data_config.train_size, data_config.validation_size,
-                                           data_config.test_size, data_config.seed)
+        splits = synthetic.generate_splits(
+            data_config.train_size,
+            data_config.validation_size,
+            data_config.test_size,
+            data_config.seed,
+        )
         return {name: splits[name] for name in names}
     if data_config.source in ("tfds", "ted_hrlr_pt_en"):
         splits = _tfds_splits(data_config, names)
@@ -51,9 +55,13 @@ def load_splits(data_config, names=SPLITS):
 def multi30k_files(data_config, split):
     """{"source": location, "target": location} of a Multi30K split, and its checksums."""
     stem = MULTI30K_FILES[split]
-    names = {side: f"{stem}.{language}.gz" for side, language in zip(
-        ("source", "target"), (data_config.source_language or "en",
-                               data_config.target_language or "de"))}
+    names = {
+        side: f"{stem}.{language}.gz"
+        for side, language in zip(
+            ("source", "target"),
+            (data_config.source_language or "en", data_config.target_language or "de"),
+        )
+    }
     if data_config.dir:
         return {side: str(Path(data_config.dir) / name) for side, name in names.items()}, {}
     urls = {side: MULTI30K_URL + name for side, name in names.items()}
@@ -67,10 +75,15 @@ def _file_split(data_config, split):
         locations, checksums = multi30k_files(data_config, split)
     else:
         files = getattr(data_config, split)
-        locations = {"tsv": files.tsv} if data_config.source == "tsv" else {
-            "source": files.source, "target": files.target}
-    paths = {side: fetch(location, data_config.cache_dir, checksums.get(location))
-             for side, location in locations.items()}
+        locations = (
+            {"tsv": files.tsv}
+            if data_config.source == "tsv"
+            else {"source": files.source, "target": files.target}
+        )
+    paths = {
+        side: fetch(location, data_config.cache_dir, checksums.get(location))
+        for side, location in locations.items()
+    }
     if "tsv" in paths:
         return read_tsv(paths["tsv"])
     return read_parallel(paths["source"], paths["target"])
@@ -79,8 +92,12 @@ def _file_split(data_config, split):
 def _drop_empty(split, sources, targets):
     kept = [(s, t) for s, t in zip(sources, targets) if s.strip() and t.strip()]
     if len(kept) < len(sources):
-        log.info("%s: dropped %d of %d pairs with an empty side", split,
-                 len(sources) - len(kept), len(sources))
+        log.info(
+            "%s: dropped %d of %d pairs with an empty side",
+            split,
+            len(sources) - len(kept),
+            len(sources),
+        )
     return [s for s, _ in kept], [t for _, t in kept]
 
 
@@ -96,8 +113,10 @@ def read_lines(path):
             try:
                 lines.append(raw.decode("utf-8").rstrip("\r\n"))
             except UnicodeDecodeError:
-                raise UserError(f"{path}: line {number} is not UTF-8; convert the file "
-                                "(e.g. with iconv) and try again.") from None
+                raise UserError(
+                    f"{path}: line {number} is not UTF-8; convert the file "
+                    "(e.g. with iconv) and try again."
+                ) from None
     return lines
 
 
@@ -105,9 +124,11 @@ def read_parallel(source_path, target_path):
     """Two files whose line N translate each other: (sources, targets)."""
     sources, targets = read_lines(source_path), read_lines(target_path)
     if len(sources) != len(targets):
-        raise UserError(f"'{source_path}' has {len(sources)} lines but '{target_path}' has "
-                        f"{len(targets)}; parallel files need one line per sentence on each "
-                        "side.")
+        raise UserError(
+            f"'{source_path}' has {len(sources)} lines but '{target_path}' has "
+            f"{len(targets)}; parallel files need one line per sentence on each "
+            "side."
+        )
     return sources, targets
 
 
@@ -119,8 +140,9 @@ def read_tsv(path):
             sources.append(""), targets.append("")  # dropped later with the other empties
             continue
         if "\t" not in line:
-            raise UserError(f"{path}: line {number} has no tab; each line must be "
-                            "source<TAB>target.")
+            raise UserError(
+                f"{path}: line {number} has no tab; each line must be source<TAB>target."
+            )
         source, target = line.split("\t", 1)
         sources.append(source), targets.append(target)
     return sources, targets
@@ -149,26 +171,34 @@ def _tfds_splits(data_config, names):
                 f"TFDS dataset '{name}' is not prepared in '{builder.data_dir}' and could not "
                 f"be downloaded ({type(err).__name__}: {str(err)[:200]}); on a machine with "
                 f"network run `tfds build {name} --data_dir DIR`, copy DIR here and set "
-                "'data.tfds.data_dir' to it.") from None
+                "'data.tfds.data_dir' to it."
+            ) from None
     keys = builder.info.supervised_keys or (None, None)
     source_key = data_config.source_language or keys[0]
     target_key = data_config.target_language or keys[1]
     features = list(builder.info.features.keys())
     for config_key, key in (("source_language", source_key), ("target_language", target_key)):
         if key not in features:
-            raise UserError(f"TFDS dataset '{name}' has no feature {key!r}; set "
-                            f"'data.{config_key}' to one of {features}.")
-    split_names = {"train": tfds_config.train_split, "validation": tfds_config.validation_split,
-                   "test": tfds_config.test_split}
+            raise UserError(
+                f"TFDS dataset '{name}' has no feature {key!r}; set "
+                f"'data.{config_key}' to one of {features}."
+            )
+    split_names = {
+        "train": tfds_config.train_split,
+        "validation": tfds_config.validation_split,
+        "test": tfds_config.test_split,
+    }
     splits = {}
     for split in names:
         tfds_split = split_names[split]
         try:
             dataset = builder.as_dataset(split=tfds_split)
         except (KeyError, ValueError):
-            raise UserError(f"TFDS dataset '{name}' has no split '{tfds_split}'; set "
-                            f"'data.tfds.{split}_split' to one of "
-                            f"{sorted(builder.info.splits)}.") from None
+            raise UserError(
+                f"TFDS dataset '{name}' has no split '{tfds_split}'; set "
+                f"'data.tfds.{split}_split' to one of "
+                f"{sorted(builder.info.splits)}."
+            ) from None
         sources, targets = [], []
         for example in tfds.as_numpy(dataset):
             sources.append(example[source_key].decode("utf-8"))
@@ -176,4 +206,3 @@ def _tfds_splits(data_config, names):
         splits[split] = (sources, targets)
         log.info("TFDS %s[%s]: %d pairs", name, tfds_split, len(sources))
     return splits
-

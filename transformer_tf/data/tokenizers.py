@@ -38,8 +38,7 @@ def _write_atomically(path, data):
     return path
 
 
-def train_sentencepiece(sentences, path, vocab_size, model_type="unigram",
-                        character_coverage=1.0):
+def train_sentencepiece(sentences, path, vocab_size, model_type="unigram", character_coverage=1.0):
     """Train a SentencePiece model on `sentences` and write it to `path` (.model).
 
     `vocab_size` is an upper bound: a small corpus yields fewer pieces rather than an error.
@@ -47,15 +46,27 @@ def train_sentencepiece(sentences, path, vocab_size, model_type="unigram",
     buffer = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(sentences), model_writer=buffer, vocab_size=vocab_size,
-            hard_vocab_limit=False, model_type=model_type,
-            character_coverage=character_coverage, pad_id=PAD_ID, unk_id=UNK_ID,
-            bos_id=BOS_ID, eos_id=EOS_ID, num_threads=2, minloglevel=2,
+            sentence_iterator=iter(sentences),
+            model_writer=buffer,
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=PAD_ID,
+            unk_id=UNK_ID,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            num_threads=2,
+            minloglevel=2,
             # A large corpus is sampled: enough for the statistics, bounded memory.
-            input_sentence_size=2_000_000, shuffle_input_sentence=True)
+            input_sentence_size=2_000_000,
+            shuffle_input_sentence=True,
+        )
     except RuntimeError as err:
-        raise UserError(f"SentencePiece could not train '{path}' ({err}); check that the "
-                        "training split has text and 'tokenizer' settings are sensible.") from None
+        raise UserError(
+            f"SentencePiece could not train '{path}' ({err}); check that the "
+            "training split has text and 'tokenizer' settings are sensible."
+        ) from None
     return _write_atomically(path, buffer.getvalue())
 
 
@@ -66,8 +77,12 @@ def build_wordpiece_vocab(sentences, path, vocab_size):
 
     dataset = tf.data.Dataset.from_tensor_slices(list(sentences)).batch(1000).prefetch(2)
     vocab = bert_vocab_from_dataset.bert_vocab_from_dataset(
-        dataset, vocab_size=vocab_size, reserved_tokens=RESERVED_TOKENS,
-        bert_tokenizer_params={"lower_case": False}, learn_params={})
+        dataset,
+        vocab_size=vocab_size,
+        reserved_tokens=RESERVED_TOKENS,
+        bert_tokenizer_params={"lower_case": False},
+        learn_params={},
+    )
     return _write_atomically(path, "".join(token + "\n" for token in vocab).encode("utf-8"))
 
 
@@ -126,7 +141,8 @@ class SentencePieceTokenizer(_Tokenizer):
         # A distinct op name per tokenizer: in a loaded SavedModel, unnamed SentencePiece
         # resources collapse into one, and the target side would use the source model.
         self._tokenizer = tf_text.SentencepieceTokenizer(
-            model=model_proto, out_type=tf.int32, name=f"{name or 'tokenizer'}_sentencepiece")
+            model=model_proto, out_type=tf.int32, name=f"{name or 'tokenizer'}_sentencepiece"
+        )
         self.vocab_size = int(self._tokenizer.vocab_size())
 
     @classmethod
@@ -158,8 +174,11 @@ class WordPieceTokenizer(_Tokenizer):
         super().__init__(name=name)
         self._vocabulary = Path(vocab_path).read_text(encoding="utf-8").splitlines()
         self._tokenizer = tf_text.BertTokenizer(
-            str(vocab_path), lower_case=False, token_out_type=tf.int32,
-            unknown_token=RESERVED_TOKENS[UNK_ID])
+            str(vocab_path),
+            lower_case=False,
+            token_out_type=tf.int32,
+            unknown_token=RESERVED_TOKENS[UNK_ID],
+        )
         self.vocab_size = len(self._vocabulary)
 
     @classmethod
@@ -218,22 +237,35 @@ def load_tokenizers(vocab_dir, tokenizer_type):
     paths = [vocab_path(vocab_dir, side, tokenizer_type) for side in ("source", "target")]
     for path in paths:
         if not path.exists():
-            raise UserError(f"'{path}' not found: the run has no {tokenizer_type} vocabulary "
-                            "(was it built with another tokenizer.type?); build it with "
-                            "transformer-tf build-vocab --config ...")
-    return tuple(TOKENIZERS[tokenizer_type].from_file(path, name=f"{side}_tokenizer")
-                 for side, path in zip(("source", "target"), paths))
+            raise UserError(
+                f"'{path}' not found: the run has no {tokenizer_type} vocabulary "
+                "(was it built with another tokenizer.type?); build it with "
+                "transformer-tf build-vocab --config ..."
+            )
+    return tuple(
+        TOKENIZERS[tokenizer_type].from_file(path, name=f"{side}_tokenizer")
+        for side, path in zip(("source", "target"), paths)
+    )
 
 
 def _build_vocabulary(tokenizer_config, sentences, path, size):
     if tokenizer_config.type == "wordpiece":
-        log.info("building a WordPiece vocabulary (about %d entries) from %s sentences; "
-                 "one to two minutes per 25,000 sentences on a CPU", size, f"{len(sentences):,}")
+        log.info(
+            "building a WordPiece vocabulary (about %d entries) from %s sentences; "
+            "one to two minutes per 25,000 sentences on a CPU",
+            size,
+            f"{len(sentences):,}",
+        )
         return build_wordpiece_vocab(sentences, path, size)
-    log.info("training a SentencePiece model (%s, at most %d pieces) on %s sentences",
-             tokenizer_config.model_type, size, f"{len(sentences):,}")
-    return train_sentencepiece(sentences, path, size, tokenizer_config.model_type,
-                               tokenizer_config.character_coverage)
+    log.info(
+        "training a SentencePiece model (%s, at most %d pieces) on %s sentences",
+        tokenizer_config.model_type,
+        size,
+        f"{len(sentences):,}",
+    )
+    return train_sentencepiece(
+        sentences, path, size, tokenizer_config.model_type, tokenizer_config.character_coverage
+    )
 
 
 def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, vocab_dir):
@@ -243,20 +275,31 @@ def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, voc
     under both names.
     """
     kind = tokenizer_config.type
-    other = [p.name for p in Path(vocab_dir).glob("*")
-             if p.suffix in VOCAB_SUFFIX.values() and p.suffix != VOCAB_SUFFIX[kind]]
+    other = [
+        p.name
+        for p in Path(vocab_dir).glob("*")
+        if p.suffix in VOCAB_SUFFIX.values() and p.suffix != VOCAB_SUFFIX[kind]
+    ]
     if other:
-        raise UserError(f"'{vocab_dir}' holds {', '.join(other)}, not a {kind} vocabulary; "
-                        "the run was started with another tokenizer.type: use a new run_dir.")
+        raise UserError(
+            f"'{vocab_dir}' holds {', '.join(other)}, not a {kind} vocabulary; "
+            "the run was started with another tokenizer.type: use a new run_dir."
+        )
     paths = {side: vocab_path(vocab_dir, side, kind) for side in ("source", "target")}
     if tokenizer_config.shared:
         if not all(path.exists() for path in paths.values()):
-            _build_vocabulary(tokenizer_config, list(train_sources) + list(train_targets),
-                              paths["source"], tokenizer_config.source_vocab_size)
+            _build_vocabulary(
+                tokenizer_config,
+                list(train_sources) + list(train_targets),
+                paths["source"],
+                tokenizer_config.source_vocab_size,
+            )
             _write_atomically(paths["target"], paths["source"].read_bytes())
     else:
-        sides = {"source": (train_sources, tokenizer_config.source_vocab_size),
-                 "target": (train_targets, tokenizer_config.target_vocab_size)}
+        sides = {
+            "source": (train_sources, tokenizer_config.source_vocab_size),
+            "target": (train_targets, tokenizer_config.target_vocab_size),
+        }
         for side, path in paths.items():
             if not path.exists():
                 _build_vocabulary(tokenizer_config, sides[side][0], path, sides[side][1])
@@ -272,8 +315,10 @@ def wait_for_tokenizers(tokenizer_config, vocab_dir, timeout_seconds=1800):
         log.info("waiting for the chief worker to build the vocabularies in %s", vocab_dir)
     while not all(path.exists() for path in paths):
         if time.monotonic() > deadline:
-            raise UserError(f"no vocabulary appeared in '{vocab_dir}' within {timeout_seconds} s; "
-                            "workers need a shared run directory, or run build-vocab first and "
-                            "copy the vocab folder to every machine.")
+            raise UserError(
+                f"no vocabulary appeared in '{vocab_dir}' within {timeout_seconds} s; "
+                "workers need a shared run directory, or run build-vocab first and "
+                "copy the vocab folder to every machine."
+            )
         time.sleep(1)
     return load_tokenizers(vocab_dir, tokenizer_config.type)

@@ -12,5 +12,9 @@ def corpus_scores(hypotheses, references, tokenize="13a", lowercase=False):
     chrf = sacrebleu.metrics.CHRF()
     bleu_score = bleu.corpus_score(hypotheses, [references])
     chrf_score = chrf.corpus_score(hypotheses, [references])
-    return {"bleu": bleu_score.score, "bleu_signature": str(bleu.get_signature()),
-            "chrf": chrf_score.score, "chrf_signature": str(chrf.get_signature())}
+    return {
+        "bleu": bleu_score.score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": chrf_score.score,
+        "chrf_signature": str(chrf.get_signature()),
+    }

@@ -31,8 +31,7 @@ def record_evaluation(run_dir, result, hypotheses, samples, images=None):
         stem += f"-mean{result['averaged_checkpoints']}"
     hypotheses_file = run.eval / f"{stem}.hyp.txt"
     hypotheses_file.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
-    (run.eval / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n",
-                                           encoding="utf-8")
+    (run.eval / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     with run.metrics.open("a", encoding="utf-8") as metrics:
         metrics.write(json.dumps(result) + "\n")
     writer = tf.summary.create_file_writer(str(run.eval_logs))

@@ -59,9 +59,12 @@ class IdsTranslator(tf.Module):
          "scores": [batch] summed log-probabilities}."""
         ragged = tf.RaggedTensor.from_tensor(source_ids, padding=0)
         source, _ = finish_source(ragged, self.model.pe_input)
-        tokens, scores = decode(self.model, source,
-                                output_budgets(self.model, source, self.eval_config),
-                                self.eval_config)
+        tokens, scores = decode(
+            self.model,
+            source,
+            output_budgets(self.model, source, self.eval_config),
+            self.eval_config,
+        )
         return {"target_ids": tokens, "scores": scores}
 
 
@@ -72,6 +75,7 @@ def export_ids_saved_model(translator, directory):
         for side in ("source", "target"):
             tokenizer = getattr(translator, f"{side}_tokenizer")
             vocab_files[side] = Path(tmp) / f"{side}.vocab"
-            vocab_files[side].write_text("".join(p + "\n" for p in tokenizer.vocabulary()),
-                                         encoding="utf-8")
+            vocab_files[side].write_text(
+                "".join(p + "\n" for p in tokenizer.vocabulary()), encoding="utf-8"
+            )
         return _save(IdsTranslator(translator, vocab_files), translator.model, directory)

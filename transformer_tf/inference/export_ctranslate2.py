@@ -29,8 +29,10 @@ def _ctranslate2():
     try:
         import ctranslate2
     except ImportError:
-        raise UserError("export --format ctranslate2 needs the ctranslate2 package: "
-                        "pip install 'transformer_tf[ctranslate2]'.") from None
+        raise UserError(
+            "export --format ctranslate2 needs the ctranslate2 package: "
+            "pip install 'transformer_tf[ctranslate2]'."
+        ) from None
     return ctranslate2
 
 
@@ -67,8 +69,11 @@ def transformer_spec(model):
     """The CTranslate2 `TransformerSpec` of `model`, weights set."""
     ctranslate2 = _ctranslate2()
     spec = ctranslate2.specs.TransformerSpec.from_config(
-        model.num_layers, model.num_heads, pre_norm=model.norm == "pre",
-        activation=ctranslate2.specs.Activation.RELU)
+        model.num_layers,
+        model.num_heads,
+        pre_norm=model.norm == "pre",
+        activation=ctranslate2.specs.Activation.RELU,
+    )
     encoder, decoder = model.encoder, model.decoder
     _embedding(spec.encoder.embeddings[0], encoder.embedding, spec.encoder.position_encodings)
     for layer_spec, layer in zip(spec.encoder.layer, encoder.enc_layers):
@@ -112,8 +117,7 @@ def export_ctranslate2(translator, directory, tokenizer_files=()):
     model = translator.model
     spec = transformer_spec(model)
     source_vocabulary = _padded(translator.source_tokenizer.vocabulary(), model.input_vocab_size)
-    target_vocabulary = _padded(translator.target_tokenizer.vocabulary(),
-                                model.target_vocab_size)
+    target_vocabulary = _padded(translator.target_tokenizer.vocabulary(), model.target_vocab_size)
     spec.register_source_vocabulary(source_vocabulary)
     spec.register_target_vocabulary(target_vocabulary)
     config = spec.config
@@ -137,8 +141,9 @@ def export_ctranslate2(translator, directory, tokenizer_files=()):
 def load_ctranslate2(directory, threads=0):
     """A `ctranslate2.Translator` of an exported model on the CPU, in float32 (`threads`
     0: CTranslate2's default)."""
-    return _ctranslate2().Translator(str(directory), device="cpu", compute_type="float32",
-                                     intra_threads=threads)
+    return _ctranslate2().Translator(
+        str(directory), device="cpu", compute_type="float32", intra_threads=threads
+    )
 
 
 def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_size=1):
@@ -150,14 +155,23 @@ def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_siz
     source, budgets = translator.encode(tf.constant(sentences))
     budgets = budgets.numpy().tolist()
     source_vocabulary = translator.source_tokenizer.vocabulary()
-    pieces = [[source_vocabulary[i] for i in row if i not in (PAD_ID, EOS_ID)]
-              for row in source.numpy().tolist()]
-    results = engine.translate_batch(pieces, beam_size=beam_size, max_batch_size=batch_size,
-                                     max_decoding_length=max(budgets, default=1))
+    pieces = [
+        [source_vocabulary[i] for i in row if i not in (PAD_ID, EOS_ID)]
+        for row in source.numpy().tolist()
+    ]
+    results = engine.translate_batch(
+        pieces,
+        beam_size=beam_size,
+        max_batch_size=batch_size,
+        max_decoding_length=max(budgets, default=1),
+    )
     target_ids = {piece: i for i, piece in enumerate(translator.target_tokenizer.vocabulary())}
     # At its budget the package forces EOS: budget - 1 tokens at most, then EOS.
-    outputs = [[target_ids.get(piece, UNK_ID) for piece in result.hypotheses[0][:budget - 1]]
-               for result, budget in zip(results, budgets)]
+    outputs = [
+        [target_ids.get(piece, UNK_ID) for piece in result.hypotheses[0][: budget - 1]]
+        for result, budget in zip(results, budgets)
+    ]
     texts = translator.target_tokenizer.detokenize(
-        tf.ragged.constant(outputs, dtype=tf.int32, ragged_rank=1))
+        tf.ragged.constant(outputs, dtype=tf.int32, ragged_rank=1)
+    )
     return [text.decode("utf-8") for text in texts.numpy().tolist()]

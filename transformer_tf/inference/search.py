@@ -52,8 +52,9 @@ def full_step(model, enc_output, padding_mask):
     def step(output, position, state):
         memory, mask = state
         look_ahead_mask = create_look_ahead_mask(tf.shape(output)[1])
-        dec_output, _ = model.decoder(output, memory, training=False,
-                                      look_ahead_mask=look_ahead_mask, padding_mask=mask)
+        dec_output, _ = model.decoder(
+            output, memory, training=False, look_ahead_mask=look_ahead_mask, padding_mask=mask
+        )
         return model.final_layer(dec_output[:, -1, :]), state
 
     return (enc_output, padding_mask), step
@@ -80,14 +81,16 @@ def _retire(ended, rows, results, values, going, state, beam_size=1):
     sentence). Returns (results, rows, going, state). Nothing is copied on a step where no
     sentence ended.
     """
+
     def retire():
         done, kept = tf.where(ended)[:, 0], tf.where(~ended)[:, 0]
         at = tf.gather(rows, done)[:, tf.newaxis]
         written = tf.nest.map_structure(
-            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results,
-            values())
-        kept_rows = tf.reshape(kept[:, tf.newaxis] * beam_size
-                               + tf.range(beam_size, dtype=kept.dtype), [-1])
+            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results, values()
+        )
+        kept_rows = tf.reshape(
+            kept[:, tf.newaxis] * beam_size + tf.range(beam_size, dtype=kept.dtype), [-1]
+        )
         return written, *_rows((rows, going), kept), _rows(state, kept_rows)
 
     return tf.cond(tf.reduce_any(ended), retire, lambda: (results, rows, going, state))
@@ -100,8 +103,16 @@ def _force_eos_at_budget(log_probs, position, max_lengths):
     return tf.where(at_budget, only_eos, log_probs)
 
 
-def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
-                  sampling_temperature=1.0, seed=None, encoded=None):
+def greedy_search(
+    model,
+    source,
+    max_lengths,
+    cache=True,
+    sampling_topk=0,
+    sampling_temperature=1.0,
+    seed=None,
+    encoded=None,
+):
     """Greedy decoding (or sampling, with `sampling_topk` > 0).
 
     A sentence leaves the batch when it ends: its output is written out and the next steps
@@ -141,20 +152,29 @@ def greedy_search(model, source, max_lengths, cache=True, sampling_topk=0,
         # here, which spares a pass over the vocabulary).
         next_token = tf.where(i + 1 >= budgets, EOS_ID, next_token)
         # log softmax of the chosen ids only: logit - logsumexp(logits).
-        scores += (tf.gather(logits, next_token, batch_dims=1)
-                   - tf.reduce_logsumexp(logits, axis=-1))
+        scores += tf.gather(logits, next_token, batch_dims=1) - tf.reduce_logsumexp(logits, axis=-1)
         output = tf.concat([output, next_token[:, tf.newaxis]], axis=1)
         (tokens, final_scores), rows, (output, budgets, scores), state = _retire(
-            tf.equal(next_token, EOS_ID), rows, (tokens, final_scores),
+            tf.equal(next_token, EOS_ID),
+            rows,
+            (tokens, final_scores),
             lambda: (tf.pad(output[:, 1:], [[0, 0], [0, width - i - 1]]), scores),
-            (output, budgets, scores), state)
+            (output, budgets, scores),
+            state,
+        )
         return i + 1, output, rows, budgets, scores, state, tokens, final_scores
 
-    loop_vars = (tf.constant(0), tf.fill([batch, 1], BOS_ID), tf.range(batch), max_lengths,
-                 tf.zeros([batch], tf.float32), state,
-                 tf.fill([batch, width], PAD_ID), tf.zeros([batch], tf.float32))
-    *_, tokens, scores = tf.while_loop(_going, body, loop_vars,
-                                       shape_invariants=_loose(loop_vars))
+    loop_vars = (
+        tf.constant(0),
+        tf.fill([batch, 1], BOS_ID),
+        tf.range(batch),
+        max_lengths,
+        tf.zeros([batch], tf.float32),
+        state,
+        tf.fill([batch, width], PAD_ID),
+        tf.zeros([batch], tf.float32),
+    )
+    *_, tokens, scores = tf.while_loop(_going, body, loop_vars, shape_invariants=_loose(loop_vars))
     return tokens, scores
 
 
@@ -200,15 +220,17 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     batch, k = tf.shape(source)[0], beam_size
     enc_output, padding_mask = encode(model, source)
     # Every sentence's encoder output (and mask) repeated for each beam.
-    cache, step_fn = cached_step(model, tf.repeat(enc_output, k, axis=0),
-                                 tf.repeat(padding_mask, k, axis=0))
+    cache, step_fn = cached_step(
+        model, tf.repeat(enc_output, k, axis=0), tf.repeat(padding_mask, k, axis=0)
+    )
     width = tf.reduce_max(max_lengths) + 1  # finished hypotheses: BOS and the budget
 
     def pad_to_width(sequences):
         return tf.pad(sequences, [[0, 0], [0, 0], [0, width - tf.shape(sequences)[2]]])
 
-    greedy, greedy_scores = greedy_search(model, source, max_lengths,
-                                          encoded=(enc_output, padding_mask))
+    greedy, greedy_scores = greedy_search(
+        model, source, max_lengths, encoded=(enc_output, padding_mask)
+    )
     # [batch, 1, width]: greedy_search's tokens are already max(max_lengths) wide.
     greedy = tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis]
     greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
@@ -222,13 +244,15 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         logits, cache = step_fn(tf.reshape(alive, [b * k, -1]), i, cache)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
         vocab = tf.shape(log_probs)[-1]
-        log_probs = _force_eos_at_budget(tf.reshape(log_probs, [b, k, vocab]), i,
-                                         budgets[:, tf.newaxis])
+        log_probs = _force_eos_at_budget(
+            tf.reshape(log_probs, [b, k, vocab]), i, budgets[:, tf.newaxis]
+        )
         candidates = tf.reshape(alive_scores[:, :, tf.newaxis] + log_probs, [b, k * vocab])
         top_scores, top_ids = tf.math.top_k(candidates, k=2 * k)  # [b, 2k]
         beams, tokens = top_ids // vocab, top_ids % vocab
-        sequences = tf.concat([tf.gather(alive, beams, batch_dims=1),
-                               tokens[:, :, tf.newaxis]], axis=2)  # [b, 2k, i + 2]
+        sequences = tf.concat(
+            [tf.gather(alive, beams, batch_dims=1), tokens[:, :, tf.newaxis]], axis=2
+        )  # [b, 2k, i + 2]
         ended = tf.equal(tokens, EOS_ID)
 
         # The best k candidates that did not end stay alive, with their caches.
@@ -244,8 +268,9 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         # the best k by normalised score stay.
         sequences = pad_to_width(sequences)
         is_greedy = tf.reduce_all(tf.equal(sequences, greedy), axis=2)
-        new_norm = tf.where(ended & ~is_greedy, top_scores / length_penalty(i + 1, alpha),
-                            MASK_NEGATIVE)
+        new_norm = tf.where(
+            ended & ~is_greedy, top_scores / length_penalty(i + 1, alpha), MASK_NEGATIVE
+        )
         pool = tf.concat([finished, sequences], axis=1)
         pool_norm = tf.concat([finished_norm, new_norm], axis=1)
         pool_scores = tf.concat([finished_scores, top_scores], axis=1)
@@ -259,40 +284,63 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         best_alive = alive_scores[:, 0] / length_penalty(budgets, alpha)
         done = (i + 1 >= budgets) | (best_alive <= finished_norm[:, n_best - 1])
         results, rows, going, cache = _retire(
-            done, rows, results, lambda: (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
-            (alive, (alive_scores, finished, finished_scores, finished_norm, budgets,
-                     greedy)), cache, k)
+            done,
+            rows,
+            results,
+            lambda: (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
+            (alive, (alive_scores, finished, finished_scores, finished_norm, budgets, greedy)),
+            cache,
+            k,
+        )
         alive, going = going
         return i + 1, alive, rows, going, cache, results
 
     others = tf.fill([batch, k - 1], MASK_NEGATIVE)
-    going = (tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
-             tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
-             tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
-             tf.concat([(greedy_scores / length_penalty(greedy_lengths, alpha))
-                        [:, tf.newaxis], others], axis=1),
-             max_lengths, greedy)
+    going = (
+        tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
+        tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
+        tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
+        tf.concat(
+            [(greedy_scores / length_penalty(greedy_lengths, alpha))[:, tf.newaxis], others], axis=1
+        ),
+        max_lengths,
+        greedy,
+    )
     results = (tf.fill([batch, n_best, width - 1], PAD_ID), tf.zeros([batch, n_best]))
-    loop_vars = (tf.constant(0), tf.fill([batch, k, 1], BOS_ID), tf.range(batch), going,
-                 cache, results)
-    *_, (tokens, scores) = tf.while_loop(_going, body, loop_vars,
-                                         shape_invariants=_loose(loop_vars))
+    loop_vars = (
+        tf.constant(0),
+        tf.fill([batch, k, 1], BOS_ID),
+        tf.range(batch),
+        going,
+        cache,
+        results,
+    )
+    *_, (tokens, scores) = tf.while_loop(
+        _going, body, loop_vars, shape_invariants=_loose(loop_vars)
+    )
     return tokens, scores
 
 
 def output_budgets(model, source, eval_config):
     """`max_output_lengths` with the ratio and offset of `eval_config`, capped by the
     model's longest target."""
-    return max_output_lengths(source, eval_config.max_length_ratio,
-                              eval_config.max_length_offset, model.pe_target - 1)
+    return max_output_lengths(
+        source, eval_config.max_length_ratio, eval_config.max_length_offset, model.pe_target - 1
+    )
 
 
 def decode(model, source, max_lengths, eval_config):
     """The search `eval_config` names (beam_size > 1: beam search, else greedy or
     sampling): (tokens [batch, len], scores [batch]) of the best hypothesis."""
     if eval_config.beam_size > 1:
-        tokens, scores = beam_search(model, source, max_lengths, eval_config.beam_size,
-                                     eval_config.length_penalty)
+        tokens, scores = beam_search(
+            model, source, max_lengths, eval_config.beam_size, eval_config.length_penalty
+        )
         return tokens[:, 0], scores[:, 0]
-    return greedy_search(model, source, max_lengths, sampling_topk=eval_config.sampling_topk,
-                         sampling_temperature=eval_config.sampling_temperature)
+    return greedy_search(
+        model,
+        source,
+        max_lengths,
+        sampling_topk=eval_config.sampling_topk,
+        sampling_temperature=eval_config.sampling_temperature,
+    )

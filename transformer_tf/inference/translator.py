@@ -25,11 +25,15 @@ def translate_in_batches(translate, sentences, batch_size=64):
 
     Empty lines are not sent to the model: they translate to an empty line.
     """
-    order = sorted((i for i, s in enumerate(sentences) if s.strip()),
-                   key=lambda i: len(sentences[i]))
-    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-    outputs = {"translations": [""] * len(sentences), "scores": [0.0] * len(sentences),
-               "truncated": [False] * len(sentences)}
+    order = sorted(
+        (i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(sentences[i])
+    )
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    outputs = {
+        "translations": [""] * len(sentences),
+        "scores": [0.0] * len(sentences),
+        "truncated": [False] * len(sentences),
+    }
 
     def run(indices):
         return translate(sentences=tf.constant([sentences[i] for i in indices]))
@@ -65,8 +69,9 @@ class Translator(tf.Module):
         >>> translator(tf.constant(["The cat sat on the mat."]))["translations"]
     """
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, eval_config, step=0,
-                 averaged=1, name=None):
+    def __init__(
+        self, model, source_tokenizer, target_tokenizer, eval_config, step=0, averaged=1, name=None
+    ):
         super().__init__(name=name)
         self.model = model
         self.step = step
@@ -94,11 +99,13 @@ class Translator(tf.Module):
         float32 (summed log-probabilities of the output tokens), "truncated": [batch] bool
         (the input had more tokens than the model reads, `pe_input`; the rest was ignored)}.
         """
-        source, truncated = encode_source(self.source_tokenizer, sentences,
-                                          self.model.pe_input)
+        source, truncated = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
         tokens, scores = self.search(source, self.budgets(source))
-        return {"translations": self.target_tokenizer.detokenize(tokens), "scores": scores,
-                "truncated": truncated}
+        return {
+            "translations": self.target_tokenizer.detokenize(tokens),
+            "scores": scores,
+            "truncated": truncated,
+        }
 
     def translate(self, sentences, batch_size=64):
         """Translate a Python list of strings, batched by length, in input order."""
@@ -111,13 +118,14 @@ class Translator(tf.Module):
         beam_size = max(n, self.eval_config.beam_size)
         results = []
         for start in range(0, len(sentences), batch_size):
-            source, budgets = self.encode(tf.constant(sentences[start:start + batch_size]))
-            tokens, scores = _beam_search(self.model, source, budgets, beam_size,
-                                          self.eval_config.length_penalty, n)
+            source, budgets = self.encode(tf.constant(sentences[start : start + batch_size]))
+            tokens, scores = _beam_search(
+                self.model, source, budgets, beam_size, self.eval_config.length_penalty, n
+            )
             texts = self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tokens.shape[2]]))
             texts = [t.decode("utf-8") for t in texts.numpy()]
             for row, row_scores in enumerate(scores.numpy().tolist()):
-                results.append(list(zip(texts[row * n:(row + 1) * n], row_scores)))
+                results.append(list(zip(texts[row * n : (row + 1) * n], row_scores)))
         return results
 
     def attention(self, sentence):
@@ -137,17 +145,22 @@ class Translator(tf.Module):
             tokens = tokens[: tokens.index(EOS_ID) + 1]
         decoder_input = tf.constant([[BOS_ID] + tokens[:-1]], tf.int32)
         _, weights = self.model(source, decoder_input, training=False)
-        _, encoder_weights = self.model.encoder(source, training=False,
-                                                padding_mask=create_padding_mask(source))
+        _, encoder_weights = self.model.encoder(
+            source, training=False, padding_mask=create_padding_mask(source)
+        )
         return {
-            "translation": self.target_tokenizer.detokenize(
-                tf.constant([tokens], tf.int32))[0].numpy().decode("utf-8"),
+            "translation": self.target_tokenizer.detokenize(tf.constant([tokens], tf.int32))[0]
+            .numpy()
+            .decode("utf-8"),
             "source_tokens": self.source_tokenizer.pieces(source[0]),
             "target_tokens": self.target_tokenizer.pieces(tf.constant(tokens, tf.int32)),
-            "attention": {key: weights[key][0].numpy() for key in (
-                decoder_attention_key(i + 1, 2) for i in range(self.model.num_layers))},
-            "encoder_attention": {name: value[0].numpy()
-                                  for name, value in encoder_weights.items()},
+            "attention": {
+                key: weights[key][0].numpy()
+                for key in (decoder_attention_key(i + 1, 2) for i in range(self.model.num_layers))
+            },
+            "encoder_attention": {
+                name: value[0].numpy() for name, value in encoder_weights.items()
+            },
         }
 
 

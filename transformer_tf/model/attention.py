@@ -105,9 +105,14 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         return self.dense(self.merge_heads(output, query.shape.rank == 2)), weights
 
     def call(self, query, key, value, attention_mask=None, training=None):
-        return self.attend(query, *self.project_key_value(key, value), attention_mask,
-                           training=training)
+        return self.attend(
+            query, *self.project_key_value(key, value), attention_mask, training=training
+        )
 
     def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
-                "dropout": self.dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout,
+        }

@@ -32,8 +32,12 @@ def token_embedding(vocab_size, d_model, name="embedding", dtype=None):
     a learning rate of 0.003 was measured stuck at the unigram loss.
     """
     return tf.keras.layers.Embedding(
-        vocab_size, d_model, name=name, dtype=dtype,
-        embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d_model ** -0.5))
+        vocab_size,
+        d_model,
+        name=name,
+        dtype=dtype,
+        embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d_model**-0.5),
+    )
 
 
 def layer_norm(name=None, dtype=None):
@@ -58,15 +62,18 @@ class PositionalEmbedding(tf.keras.layers.Layer):
     def __init__(self, vocab_size, d_model, max_length, rate=0.1, embedding=None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.max_length, self.rate = (
-            vocab_size, d_model, max_length, rate)
-        self.embedding = embedding or token_embedding(vocab_size, d_model,
-                                                      dtype=self.dtype_policy)
+            vocab_size,
+            d_model,
+            max_length,
+            rate,
+        )
+        self.embedding = embedding or token_embedding(vocab_size, d_model, dtype=self.dtype_policy)
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = tf.keras.layers.Dropout(rate, dtype=self.dtype_policy)
 
     def call(self, ids, training=None):
         x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
-        x += tf.cast(self.pos_encoding[:, :tf.shape(ids)[1], :], x.dtype)
+        x += tf.cast(self.pos_encoding[:, : tf.shape(ids)[1], :], x.dtype)
         return self.dropout(x, training=training)
 
     def embed_position(self, ids, position):
@@ -75,8 +82,13 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         return x + tf.cast(self.pos_encoding[0, position], x.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "d_model": self.d_model,
-                "max_length": self.max_length, "rate": self.rate}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "d_model": self.d_model,
+            "max_length": self.max_length,
+            "rate": self.rate,
+        }
 
 
 class SharedOutputProjection(tf.keras.layers.Layer):
@@ -117,8 +129,9 @@ class FeedForward(tf.keras.layers.Layer):
         dtype = self.dtype_policy
         self.inner = tf.keras.layers.Dense(dff, activation="relu", name="inner", dtype=dtype)
         self.outer = tf.keras.layers.Dense(d_model, name="outer", dtype=dtype)
-        self.dropout = (tf.keras.layers.Dropout(activation_dropout, dtype=dtype)
-                        if activation_dropout else None)
+        self.dropout = (
+            tf.keras.layers.Dropout(activation_dropout, dtype=dtype) if activation_dropout else None
+        )
 
     def call(self, x, training=None):
         hidden = self.inner(x)  # [batch, len, dff]
@@ -127,8 +140,12 @@ class FeedForward(tf.keras.layers.Layer):
         return self.outer(hidden)  # [batch, len, d_model]
 
     def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "dff": self.dff,
-                "activation_dropout": self.activation_dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "dff": self.dff,
+            "activation_dropout": self.activation_dropout,
+        }
 
 
 NORMS = ("post", "pre")
@@ -143,8 +160,17 @@ class _TransformerLayer(tf.keras.layers.Layer):
     x = x + Dropout(Sublayer(LayerNorm(x))); the stack then ends with a layer norm of its own.
     """
 
-    def __init__(self, d_model, num_heads, dff, rate=0.1, norm="post", attention_dropout=0.0,
-                 activation_dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        d_model,
+        num_heads,
+        dff,
+        rate=0.1,
+        norm="post",
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
@@ -153,12 +179,18 @@ class _TransformerLayer(tf.keras.layers.Layer):
         self.attention_dropout, self.activation_dropout = attention_dropout, activation_dropout
 
     def make_attention(self, name):
-        return MultiHeadAttention(self.d_model, self.num_heads, self.attention_dropout,
-                                  name=name, dtype=self.dtype_policy)
+        return MultiHeadAttention(
+            self.d_model, self.num_heads, self.attention_dropout, name=name, dtype=self.dtype_policy
+        )
 
     def make_feed_forward(self):
-        return FeedForward(self.d_model, self.dff, self.activation_dropout, name="feed_forward",
-                           dtype=self.dtype_policy)
+        return FeedForward(
+            self.d_model,
+            self.dff,
+            self.activation_dropout,
+            name="feed_forward",
+            dtype=self.dtype_policy,
+        )
 
     def make_layer_norm(self):
         return layer_norm(dtype=self.dtype_policy)
@@ -180,10 +212,16 @@ class _TransformerLayer(tf.keras.layers.Layer):
         return x if self.norm == "pre" else layer_norm(x)
 
     def get_config(self):
-        return {**super().get_config(), "d_model": self.d_model, "num_heads": self.num_heads,
-                "dff": self.dff, "rate": self.rate, "norm": self.norm,
-                "attention_dropout": self.attention_dropout,
-                "activation_dropout": self.activation_dropout}
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dff": self.dff,
+            "rate": self.rate,
+            "norm": self.norm,
+            "attention_dropout": self.attention_dropout,
+            "activation_dropout": self.activation_dropout,
+        }
 
 
 class EncoderLayer(_TransformerLayer):
@@ -239,12 +277,14 @@ class DecoderLayer(_TransformerLayer):
 
     def call(self, x, enc_output, training=None, look_ahead_mask=None, padding_mask=None):
         h = self.sublayer_input(x, self.layernorm1)
-        attn1, weights1 = self.self_attention(h, h, h, attention_mask=look_ahead_mask,
-                                              training=training)
+        attn1, weights1 = self.self_attention(
+            h, h, h, attention_mask=look_ahead_mask, training=training
+        )
         x = self.residual(x, attn1, self.layernorm1, self.dropout1, training)
         h = self.sublayer_input(x, self.layernorm2)
-        attn2, weights2 = self.cross_attention(h, enc_output, enc_output,
-                                               attention_mask=padding_mask, training=training)
+        attn2, weights2 = self.cross_attention(
+            h, enc_output, enc_output, attention_mask=padding_mask, training=training
+        )
         x = self.residual(x, attn2, self.layernorm2, self.dropout2, training)
         h = self.sublayer_input(x, self.layernorm3)
         ffn = self.feed_forward(h, training=training)
@@ -258,16 +298,23 @@ class DecoderLayer(_TransformerLayer):
         and empty self-attention keys and values."""
         memory_key, memory_value = self.cross_attention.project_key_value(enc_output, enc_output)
         empty = memory_key[:, :, :0, :]  # [batch, heads, 0, depth]
-        return {"self_key": empty, "self_value": empty,
-                "memory_key": memory_key, "memory_value": memory_value}
+        return {
+            "self_key": empty,
+            "self_value": empty,
+            "memory_key": memory_key,
+            "memory_value": memory_value,
+        }
 
     @staticmethod
     def reorder_cache(cache, indices):
         """The cache of the hypotheses `indices` (beam search): only the self-attention
         entries depend on the hypothesis; the encoder's keys and values are the same for
         every hypothesis of a sentence and stay where they are."""
-        return {**cache, "self_key": tf.gather(cache["self_key"], indices),
-                "self_value": tf.gather(cache["self_value"], indices)}
+        return {
+            **cache,
+            "self_key": tf.gather(cache["self_key"], indices),
+            "self_value": tf.gather(cache["self_value"], indices),
+        }
 
     def step(self, x, cache, padding_mask=None):
         """One new position, attending to the cached earlier ones (inference only).
@@ -284,9 +331,11 @@ class DecoderLayer(_TransformerLayer):
         attn1, _ = self.self_attention.attend(h, self_key, self_value)
         x = self.residual(x, attn1, self.layernorm1)
         h = self.sublayer_input(x, self.layernorm2)
-        attn2, weights2 = self.cross_attention.attend(h, cache["memory_key"],
-                                                      cache["memory_value"], padding_mask)
+        attn2, weights2 = self.cross_attention.attend(
+            h, cache["memory_key"], cache["memory_value"], padding_mask
+        )
         x = self.residual(x, attn2, self.layernorm2)
-        x = self.residual(x, self.feed_forward(self.sublayer_input(x, self.layernorm3)),
-                          self.layernorm3)
+        x = self.residual(
+            x, self.feed_forward(self.sublayer_input(x, self.layernorm3)), self.layernorm3
+        )
         return x, {**cache, "self_key": self_key, "self_value": self_value}, weights2

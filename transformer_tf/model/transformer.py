@@ -36,23 +36,49 @@ class _LayerStack(tf.keras.layers.Layer):
 
     layer_class = None
 
-    def __init__(self, num_layers, d_model, num_heads, dff, vocab_size,
-                 maximum_position_encoding, rate=0.1, *, norm="post", attention_dropout=0.0,
-                 activation_dropout=0.0, embedding=None, **kwargs):
+    def __init__(
+        self,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        vocab_size,
+        maximum_position_encoding,
+        rate=0.1,
+        *,
+        norm="post",
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        embedding=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.norm = norm
         dtype = self.dtype_policy
-        self.embedding = PositionalEmbedding(vocab_size, d_model, maximum_position_encoding,
-                                             rate, embedding=embedding, name="embedding",
-                                             dtype=dtype)
+        self.embedding = PositionalEmbedding(
+            vocab_size,
+            d_model,
+            maximum_position_encoding,
+            rate,
+            embedding=embedding,
+            name="embedding",
+            dtype=dtype,
+        )
         # One attribute per layer, not a list: Keras 3 lists of layers are invisible to
         # tf.train.Checkpoint, so a checkpoint would not find these weights by the model.
         for i in range(num_layers):
-            layer = self.layer_class(d_model, num_heads, dff, rate, norm=norm,
-                                     attention_dropout=attention_dropout,
-                                     activation_dropout=activation_dropout, name=f"layer{i + 1}",
-                                     dtype=dtype)
+            layer = self.layer_class(
+                d_model,
+                num_heads,
+                dff,
+                rate,
+                norm=norm,
+                attention_dropout=attention_dropout,
+                activation_dropout=activation_dropout,
+                name=f"layer{i + 1}",
+                dtype=dtype,
+            )
             setattr(self, f"layer{i + 1}", layer)
         self.final_norm = layer_norm("final_norm", dtype) if norm == "pre" else None
 
@@ -81,7 +107,8 @@ class Encoder(_LayerStack):
         weights = {}
         for i, layer in enumerate(self.enc_layers):
             x, weights[encoder_attention_key(i + 1)] = layer(
-                x, training=training, padding_mask=padding_mask)
+                x, training=training, padding_mask=padding_mask
+            )
         return self.normalize_output(x), weights
 
     @property
@@ -101,8 +128,13 @@ class Decoder(_LayerStack):
         x = self.embedding(x, training=training)  # [batch, tar_len, d_model]
         weights = {}
         for i, layer in enumerate(self.dec_layers):
-            x, block1, block2 = layer(x, enc_output, training=training,
-                                      look_ahead_mask=look_ahead_mask, padding_mask=padding_mask)
+            x, block1, block2 = layer(
+                x,
+                enc_output,
+                training=training,
+                look_ahead_mask=look_ahead_mask,
+                padding_mask=padding_mask,
+            )
             weights[decoder_attention_key(i + 1, 1)] = block1
             weights[decoder_attention_key(i + 1, 2)] = block2
         return self.normalize_output(x), weights
@@ -113,8 +145,10 @@ class Decoder(_LayerStack):
 
     def reorder_cache(self, cache, indices):
         """`cache` for the hypotheses at rows `indices` (see `DecoderLayer.reorder_cache`)."""
-        return [layer.reorder_cache(layer_cache, indices)
-                for layer, layer_cache in zip(self.dec_layers, cache)]
+        return [
+            layer.reorder_cache(layer_cache, indices)
+            for layer, layer_cache in zip(self.dec_layers, cache)
+        ]
 
     def step(self, ids, position, cache, padding_mask=None):
         """Decode one position incrementally: ids [batch] at `position` -> output
@@ -124,7 +158,8 @@ class Decoder(_LayerStack):
         new_cache, weights = [], {}
         for i, (layer, layer_cache) in enumerate(zip(self.dec_layers, cache)):
             x, layer_cache, weights[decoder_attention_key(i + 1, 2)] = layer.step(
-                x, layer_cache, padding_mask)
+                x, layer_cache, padding_mask
+            )
             new_cache.append(layer_cache)
         return self.normalize_output(x), new_cache, weights
 
@@ -175,19 +210,37 @@ class Transformer(tf.keras.Model):
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017.
     """
 
-    def __init__(self, num_layers, d_model, num_heads, dff, input_vocab_size,
-                 target_vocab_size, pe_input, pe_target, rate=0.1, *, share_embeddings="none",
-                 norm="post", attention_dropout=0.0, activation_dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        num_layers,
+        d_model,
+        num_heads,
+        dff,
+        input_vocab_size,
+        target_vocab_size,
+        pe_input,
+        pe_target,
+        rate=0.1,
+        *,
+        share_embeddings="none",
+        norm="post",
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if share_embeddings not in SHARE_EMBEDDINGS:
-            raise ValueError(f"share_embeddings must be one of {SHARE_EMBEDDINGS}, "
-                             f"got {share_embeddings!r}.")
+            raise ValueError(
+                f"share_embeddings must be one of {SHARE_EMBEDDINGS}, got {share_embeddings!r}."
+            )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
         if share_embeddings == "all" and input_vocab_size != target_vocab_size:
-            raise ValueError("share_embeddings='all' needs input_vocab_size == "
-                             f"target_vocab_size, got {input_vocab_size} and "
-                             f"{target_vocab_size}.")
+            raise ValueError(
+                "share_embeddings='all' needs input_vocab_size == "
+                f"target_vocab_size, got {input_vocab_size} and "
+                f"{target_vocab_size}."
+            )
         self.num_layers = num_layers
         self.d_model = d_model
         self.num_heads = num_heads
@@ -204,23 +257,59 @@ class Transformer(tf.keras.Model):
         # Every sublayer takes this model's dtype policy (mixed precision: float32 weights,
         # computation in bfloat16 or float16), as KerasHub passes it down; nothing global.
         dtype = self.dtype_policy
-        options = dict(norm=norm, attention_dropout=attention_dropout,
-                       activation_dropout=activation_dropout, dtype=dtype)
-        shared = (token_embedding(target_vocab_size, d_model, "shared_embedding", dtype)
-                  if share_embeddings == "all" else None)
-        self.encoder = Encoder(num_layers, d_model, num_heads, dff, input_vocab_size,
-                               pe_input, rate, embedding=shared, name="encoder", **options)
-        self.decoder = Decoder(num_layers, d_model, num_heads, dff, target_vocab_size,
-                               pe_target, rate, embedding=shared, name="decoder", **options)
+        options = dict(
+            norm=norm,
+            attention_dropout=attention_dropout,
+            activation_dropout=activation_dropout,
+            dtype=dtype,
+        )
+        shared = (
+            token_embedding(target_vocab_size, d_model, "shared_embedding", dtype)
+            if share_embeddings == "all"
+            else None
+        )
+        self.encoder = Encoder(
+            num_layers,
+            d_model,
+            num_heads,
+            dff,
+            input_vocab_size,
+            pe_input,
+            rate,
+            embedding=shared,
+            name="encoder",
+            **options,
+        )
+        self.decoder = Decoder(
+            num_layers,
+            d_model,
+            num_heads,
+            dff,
+            target_vocab_size,
+            pe_target,
+            rate,
+            embedding=shared,
+            name="decoder",
+            **options,
+        )
         if share_embeddings == "none":
-            self.final_layer = tf.keras.layers.Dense(target_vocab_size, name="final_layer",
-                                                     dtype=dtype)
+            self.final_layer = tf.keras.layers.Dense(
+                target_vocab_size, name="final_layer", dtype=dtype
+            )
         else:
-            self.final_layer = SharedOutputProjection(self.decoder.embedding.embedding,
-                                                      name="final_layer", dtype=dtype)
+            self.final_layer = SharedOutputProjection(
+                self.decoder.embedding.embedding, name="final_layer", dtype=dtype
+            )
 
-    def call(self, inp, tar, training=None, enc_padding_mask=None, look_ahead_mask=None,
-             dec_padding_mask=None):
+    def call(
+        self,
+        inp,
+        tar,
+        training=None,
+        enc_padding_mask=None,
+        look_ahead_mask=None,
+        dec_padding_mask=None,
+    ):
         if enc_padding_mask is None or look_ahead_mask is None or dec_padding_mask is None:
             derived = create_masks(inp, tar)
             enc_padding_mask = derived[0] if enc_padding_mask is None else enc_padding_mask
@@ -228,8 +317,12 @@ class Transformer(tf.keras.Model):
             dec_padding_mask = derived[2] if dec_padding_mask is None else dec_padding_mask
         enc_output, _ = self.encoder(inp, training=training, padding_mask=enc_padding_mask)
         dec_output, attention_weights = self.decoder(
-            tar, enc_output, training=training, look_ahead_mask=look_ahead_mask,
-            padding_mask=dec_padding_mask)
+            tar,
+            enc_output,
+            training=training,
+            look_ahead_mask=look_ahead_mask,
+            padding_mask=dec_padding_mask,
+        )
         final_output = self.final_layer(dec_output)  # [batch, tar_len, target_vocab_size]
         return final_output, attention_weights
 
@@ -242,12 +335,17 @@ class Transformer(tf.keras.Model):
     def get_config(self):
         return {
             **super().get_config(),
-            "num_layers": self.num_layers, "d_model": self.d_model,
-            "num_heads": self.num_heads, "dff": self.dff,
+            "num_layers": self.num_layers,
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dff": self.dff,
             "input_vocab_size": self.input_vocab_size,
             "target_vocab_size": self.target_vocab_size,
-            "pe_input": self.pe_input, "pe_target": self.pe_target, "rate": self.rate,
-            "share_embeddings": self.share_embeddings, "norm": self.norm,
+            "pe_input": self.pe_input,
+            "pe_target": self.pe_target,
+            "rate": self.rate,
+            "share_embeddings": self.share_embeddings,
+            "norm": self.norm,
             "attention_dropout": self.attention_dropout,
             "activation_dropout": self.activation_dropout,
         }
@@ -255,15 +353,21 @@ class Transformer(tf.keras.Model):
 
 # train.precision -> the Keras dtype policy of every layer: float32 weights, computation in
 # the named dtype (softmax, layer norm and the loss stay in float32).
-PRECISION_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16",
-                      "float16": "mixed_float16"}
+PRECISION_POLICIES = {
+    "float32": "float32",
+    "bfloat16": "mixed_bfloat16",
+    "float16": "mixed_float16",
+}
 
 
 def build_model(model_config, precision="float32"):
     """A `Transformer` made from its arguments (a `ModelConfig`, or a dict of them), its
     weights created, computing in `precision` ("float32", "bfloat16" or "float16")."""
-    options = (dataclasses.asdict(model_config) if dataclasses.is_dataclass(model_config)
-               else dict(model_config))
+    options = (
+        dataclasses.asdict(model_config)
+        if dataclasses.is_dataclass(model_config)
+        else dict(model_config)
+    )
     model = Transformer(**options, dtype=PRECISION_POLICIES[precision])
     model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
     return model

@@ -21,19 +21,24 @@ log = logging.getLogger(__name__)
 def _tpu_strategy(tpu):
     """A TPUStrategy for `tpu` (a name, a grpc:// address, or "local" on a TPU VM)."""
     if not _tpu_present(tpu):
-        raise UserError("distribute.strategy is 'tpu' but no TPU is named (distribute.tpu or "
-                        "TPU_NAME) or attached (/dev/accel*); run on a TPU VM, name the TPU, "
-                        "or use another strategy.")
+        raise UserError(
+            "distribute.strategy is 'tpu' but no TPU is named (distribute.tpu or "
+            "TPU_NAME) or attached (/dev/accel*); run on a TPU VM, name the TPU, "
+            "or use another strategy."
+        )
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-            tpu=None if tpu in (None, "") else tpu)
+            tpu=None if tpu in (None, "") else tpu
+        )
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except (ValueError, RuntimeError, tf.errors.OpError) as err:
         where = f"TPU '{tpu}'" if tpu else "a TPU"
-        raise UserError(f"distribute.strategy is 'tpu' but {where} could not be reached "
-                        f"({str(err).splitlines()[0][:200]}); set distribute.tpu to the TPU's "
-                        "name or grpc:// address, or use another strategy.") from None
+        raise UserError(
+            f"distribute.strategy is 'tpu' but {where} could not be reached "
+            f"({str(err).splitlines()[0][:200]}); set distribute.tpu to the TPU's "
+            "name or grpc:// address, or use another strategy."
+        ) from None
     return tf.distribute.TPUStrategy(resolver)
 
 
@@ -67,8 +72,10 @@ def make_strategy(distribute_config):
         strategy = tf.distribute.MirroredStrategy([d.name for d in devices])
     elif name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise UserError("distribute.strategy is 'multi_worker' but TF_CONFIG is not set; "
-                            "set it on every machine (see the README's distributed section).")
+            raise UserError(
+                "distribute.strategy is 'multi_worker' but TF_CONFIG is not set; "
+                "set it on every machine (see the README's distributed section)."
+            )
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     elif name == "tpu":
         strategy = _tpu_strategy(distribute_config.tpu)

@@ -16,8 +16,12 @@ def make_optimizer(train_config, d_model):
     Keras 3 creates optimizer slots lazily.
     """
     rate = make_schedule(train_config, d_model)
-    common = dict(learning_rate=rate, beta_1=train_config.adam_beta_1,
-                  beta_2=train_config.adam_beta_2, epsilon=train_config.adam_epsilon)
+    common = dict(
+        learning_rate=rate,
+        beta_1=train_config.adam_beta_1,
+        beta_2=train_config.adam_beta_2,
+        epsilon=train_config.adam_epsilon,
+    )
     if train_config.optimizer == "adamw":
         optimizer = tf.keras.optimizers.AdamW(weight_decay=train_config.weight_decay, **common)
         optimizer.exclude_from_weight_decay(var_names=NO_DECAY)

@@ -46,8 +46,10 @@ class Progress:
         if not self.live or now - self._drawn < 0.5:
             return
         self._drawn = now
-        self.stream.write(f"\rstep {step}/{self.total}  loss {loss:.4f}  "
-                          f"{tokens_per_second:,.0f} tokens/s  eta {self.eta(step)}   ")
+        self.stream.write(
+            f"\rstep {step}/{self.total}  loss {loss:.4f}  "
+            f"{tokens_per_second:,.0f} tokens/s  eta {self.eta(step)}   "
+        )
         self.stream.flush()
 
     def report(self, message, *args):

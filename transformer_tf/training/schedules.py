@@ -22,8 +22,8 @@ class NoamSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + 1.0  # Keras counts optimizer steps from 0
-        rate = tf.math.minimum(tf.math.rsqrt(step), step * self.warmup_steps ** -1.5)
-        return self.scale * self.d_model ** -0.5 * rate
+        rate = tf.math.minimum(tf.math.rsqrt(step), step * self.warmup_steps**-1.5)
+        return self.scale * self.d_model**-0.5 * rate
 
     def get_config(self):
         return {"d_model": self.d_model, "warmup_steps": self.warmup_steps, "scale": self.scale}

@@ -33,26 +33,37 @@ class TrainStep:
         self.label_smoothing = train_config.label_smoothing
         self.clip_norm = train_config.clip_norm
         self.loss_scaling = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
-        compile_batch = tf.function(input_signature=list(batch_spec or (_BATCH_SPEC,) * 2),
-                                    jit_compile=train_config.jit_compile)
+        compile_batch = tf.function(
+            input_signature=list(batch_spec or (_BATCH_SPEC,) * 2),
+            jit_compile=train_config.jit_compile,
+        )
         self.update = compile_batch(self._distributed(self._update))
         if train_config.accumulation_steps > 1:
             with self.strategy.scope():
                 # Each replica sums its own micro-batches; the sums meet at the update.
-                local = {"synchronization": tf.VariableSynchronization.ON_READ,
-                         "aggregation": tf.VariableAggregation.SUM, "trainable": False}
-                self._sums = [tf.Variable(tf.zeros_like(v), name="accumulated", **local)
-                              for v in model.trainable_variables]
+                local = {
+                    "synchronization": tf.VariableSynchronization.ON_READ,
+                    "aggregation": tf.VariableAggregation.SUM,
+                    "trainable": False,
+                }
+                self._sums = [
+                    tf.Variable(tf.zeros_like(v), name="accumulated", **local)
+                    for v in model.trainable_variables
+                ]
                 self._tokens = tf.Variable(0.0, name="accumulated_tokens", **local)
             self.accumulate = compile_batch(self._distributed(self._accumulate))
-            self.apply_accumulated = tf.function(self._distributed(self._apply_accumulated),
-                                                 jit_compile=train_config.jit_compile)
+            self.apply_accumulated = tf.function(
+                self._distributed(self._apply_accumulated), jit_compile=train_config.jit_compile
+            )
 
     def traces(self):
         """How often an update function was traced at most, for the log: "once" is what a
         run should show, whatever its batch shapes (XLA still compiles once per shape)."""
-        functions = [self.update, getattr(self, "accumulate", None),
-                     getattr(self, "apply_accumulated", None)]
+        functions = [
+            self.update,
+            getattr(self, "accumulate", None),
+            getattr(self, "apply_accumulated", None),
+        ]
         count = max(f.experimental_get_tracing_count() for f in functions if f is not None)
         return "once" if count == 1 else f"{count} times"
 
@@ -62,11 +73,13 @@ class TrainStep:
 
         def run(*batch):
             metrics = strategy.run(replica_fn, args=batch)
-            summed = {key: strategy.reduce(_SUM, value, axis=None)
-                      for key, value in metrics.items() if key != "grad_norm"}
+            summed = {
+                key: strategy.reduce(_SUM, value, axis=None)
+                for key, value in metrics.items()
+                if key != "grad_norm"
+            }
             if "grad_norm" in metrics:  # the same on every replica
-                summed["grad_norm"] = strategy.experimental_local_results(
-                    metrics["grad_norm"])[0]
+                summed["grad_norm"] = strategy.experimental_local_results(metrics["grad_norm"])[0]
             return summed
 
         return run
@@ -80,8 +93,11 @@ class TrainStep:
             scaled = self.optimizer.scale_loss(loss_sum) if self.loss_scaling else loss_sum
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         gradients = [tf.convert_to_tensor(g) for g in gradients]  # embeddings give slices
-        metrics = {"loss_sum": loss_sum, "tokens": tokens,
-                   "correct": masked_correct_sum(tar_real, logits)}
+        metrics = {
+            "loss_sum": loss_sum,
+            "tokens": tokens,
+            "correct": masked_correct_sum(tar_real, logits),
+        }
         return gradients, metrics
 
     def _apply(self, gradients, tokens):
@@ -95,8 +111,7 @@ class TrainStep:
         scale = self.optimizer.dynamic_scale if self.loss_scaling else 1.0
         norm = tf.linalg.global_norm(gradients)
         if self.clip_norm:
-            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * scale,
-                                                  use_norm=norm)
+            gradients, _ = tf.clip_by_global_norm(gradients, self.clip_norm * scale, use_norm=norm)
         # Keras 3 optimizers sum gradients over replicas once more: hand each replica its
         # share of the total, so the sum is the total again.
         replicas = self.strategy.num_replicas_in_sync
@@ -118,8 +133,7 @@ class TrainStep:
         return metrics
 
     def _apply_accumulated(self):
-        norm = self._apply([total.read_value() for total in self._sums],
-                           self._tokens.read_value())
+        norm = self._apply([total.read_value() for total in self._sums], self._tokens.read_value())
         for total in self._sums:
             total.assign(tf.zeros_like(total))
         self._tokens.assign(0.0)

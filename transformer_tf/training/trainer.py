@@ -79,34 +79,49 @@ class Trainer:
         self.best_score = tf.Variable(math.nan, trainable=False, name="best_score")
         self.evals_without_improvement = tf.Variable(0, trainable=False, name="patience_used")
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer=self.optimizer, step=self.step,
-            best_score=self.best_score, evals_without_improvement=self.evals_without_improvement,
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            best_score=self.best_score,
+            evals_without_improvement=self.evals_without_improvement,
             # Keras keeps dropout's random state outside what tf.train.Checkpoint finds
             # through the model; saved here, a resumed run draws the same masks.
-            random_state=list(self.model.non_trainable_variables))
+            random_state=list(self.model.non_trainable_variables),
+        )
         checkpoints = self.run_dir.checkpoints if self.chief else self.scratch / "checkpoints"
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(checkpoints), max_to_keep=train.keep_checkpoints)
+            self.checkpoint, str(checkpoints), max_to_keep=train.keep_checkpoints
+        )
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(checkpoints / self.run_dir.best_checkpoints.name), max_to_keep=1,
-            checkpoint_name="best")
+            self.checkpoint,
+            str(checkpoints / self.run_dir.best_checkpoints.name),
+            max_to_keep=1,
+            checkpoint_name="best",
+        )
         latest = tf.train.latest_checkpoint(str(self.run_dir.checkpoints))  # every worker
         if latest:
             restore_checkpoint(self.checkpoint, latest, self.model)
             log.info("resumed from %s at step %d", latest, int(self.step))
         # Made once: its compiled search is traced at the first evaluation, not at each.
-        self.translator = Translator(self.model, self.source_tokenizer, self.target_tokenizer,
-                                     config.eval)
+        self.translator = Translator(
+            self.model, self.source_tokenizer, self.target_tokenizer, config.eval
+        )
         self._signal = None
 
     def _log_length_filter(self):
         """Say once, at the start, how many training pairs the length filter drops."""
         sources, targets = self.splits["train"]
         max_length = self.config.data.max_length
-        too_long = count_too_long(sources, targets, self.source_tokenizer,
-                                  self.target_tokenizer, max_length)
-        log.info("training on %s pairs; %s with more than data.max_length=%d tokens on a side "
-                 "are left out", f"{len(sources) - too_long:,}", f"{too_long:,}", max_length)
+        too_long = count_too_long(
+            sources, targets, self.source_tokenizer, self.target_tokenizer, max_length
+        )
+        log.info(
+            "training on %s pairs; %s with more than data.max_length=%d tokens on a side "
+            "are left out",
+            f"{len(sources) - too_long:,}",
+            f"{too_long:,}",
+            max_length,
+        )
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -117,18 +132,31 @@ class Trainer:
             log.info("already trained: step %d of %d", step, total)
             return TrainResult(self.config, step, chief=self.chief)
         params = sum(int(tf.size(v)) for v in self.model.trainable_variables)
-        log.info("training %s parameters, step %d -> %d, vocabularies %d / %d, %s", f"{params:,}",
-                 step, total, self.config.model.input_vocab_size,
-                 self.config.model.target_vocab_size, train.precision)
+        log.info(
+            "training %s parameters, step %d -> %d, vocabularies %d / %d, %s",
+            f"{params:,}",
+            step,
+            total,
+            self.config.model.input_vocab_size,
+            self.config.model.target_vocab_size,
+            train.precision,
+        )
         if step == 0:
             self._log_length_filter()
         micro = train.accumulation_steps
         dataset = distributed_train_dataset(
-            self.strategy, *self.splits["train"], self.source_tokenizer, self.target_tokenizer,
-            self.config.data, seed=train.seed, start_batch=step * micro,
-            num_batches=(total - step) * micro)
-        self.train_step = TrainStep(self.model, self.optimizer, train, self.strategy,
-                                    dataset.element_spec)
+            self.strategy,
+            *self.splits["train"],
+            self.source_tokenizer,
+            self.target_tokenizer,
+            self.config.data,
+            seed=train.seed,
+            start_batch=step * micro,
+            num_batches=(total - step) * micro,
+        )
+        self.train_step = TrainStep(
+            self.model, self.optimizer, train, self.strategy, dataset.element_spec
+        )
         batches = iter(dataset)
         self.started = time.perf_counter()
         logs = self.run_dir.train_logs if self.chief else self.scratch / "logs"
@@ -145,7 +173,8 @@ class Trainer:
                     raise TrainingDiverged(
                         f"the training loss became {loss} at step {step}; stopped without saving "
                         f"(the last checkpoint is unchanged); lower the learning rate or set "
-                        "train.clip_norm.")
+                        "train.clip_norm."
+                    )
                 window.add(metrics)
                 progress.tick(step, loss, window.tokens_per_second())
                 if step % train.log_every == 0 or step == total:
@@ -161,12 +190,19 @@ class Trainer:
                 if stopped_by:
                     if step % train.checkpoint_every:
                         self._save(step)
-                    log.info("stopped by %s at step %d; run the same command to continue",
-                             stopped_by, step)
+                    log.info(
+                        "stopped by %s at step %d; run the same command to continue",
+                        stopped_by,
+                        step,
+                    )
                     break
         writer.flush()
-        log.info("trained to step %d in %s; the update was traced %s", step,
-                 progress.elapsed(), self.train_step.traces())
+        log.info(
+            "trained to step %d in %s; the update was traced %s",
+            step,
+            progress.elapsed(),
+            self.train_step.traces(),
+        )
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         return TrainResult(self.config, step, stopped_by, self.chief)
@@ -177,13 +213,19 @@ class Trainer:
             return self._update(batches, micro)
         try:
             return self._update(batches, micro)
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.CancelledError, tf.errors.AbortedError,
-                tf.errors.InternalError) as err:
-            raise UserError(f"training stopped at step {int(self.step) + 1}: another worker or "
-                            f"device is gone ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:160]}); the last checkpoint is kept, "
-                            "restart every worker to resume.") from None
+        except (
+            tf.errors.UnavailableError,
+            tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError,
+            tf.errors.AbortedError,
+            tf.errors.InternalError,
+        ) as err:
+            raise UserError(
+                f"training stopped at step {int(self.step) + 1}: another worker or "
+                f"device is gone ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160]}); the last checkpoint is kept, "
+                "restart every worker to resume."
+            ) from None
 
     def _update(self, batches, micro):
         """One optimizer update over `micro` batches; returns float metrics."""
@@ -200,10 +242,17 @@ class Trainer:
 
     def _log(self, writer, progress, window, step, total):
         rate = float(self.optimizer.learning_rate)
-        progress.report("step %d/%d  loss %.4f  accuracy %.3f  lr %.2e  grad norm %.3f  "
-                        "%s tokens/s  eta %s", step, total, window.loss(), window.accuracy(),
-                        rate, window.grad_norm(), f"{window.tokens_per_second():,.0f}",
-                        progress.eta(step))
+        progress.report(
+            "step %d/%d  loss %.4f  accuracy %.3f  lr %.2e  grad norm %.3f  %s tokens/s  eta %s",
+            step,
+            total,
+            window.loss(),
+            window.accuracy(),
+            rate,
+            window.grad_norm(),
+            f"{window.tokens_per_second():,.0f}",
+            progress.eta(step),
+        )
         with writer.as_default(step=step):
             tf.summary.scalar("loss", window.loss())
             tf.summary.scalar("accuracy", window.accuracy())
@@ -223,29 +272,50 @@ class Trainer:
         train, eval_config = self.config.train, self.config.eval
         sources, references = self.splits["validation"]
         if eval_config.max_sentences:
-            sources, references = (sources[: eval_config.max_sentences],
-                                   references[: eval_config.max_sentences])
+            sources, references = (
+                sources[: eval_config.max_sentences],
+                references[: eval_config.max_sentences],
+            )
         loss, accuracy = self._validation_loss(sources, references)
         translator = self.translator
         translator.step = step
         hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
         # Seconds since this process started training (not counting earlier runs resumed).
-        result = {"step": step, "split": "validation", "sentences": len(sources),
-                  "seconds": round(time.perf_counter() - self.started, 1),
-                  "loss": loss, "accuracy": accuracy, **scores}
+        result = {
+            "step": step,
+            "split": "validation",
+            "sentences": len(sources),
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "loss": loss,
+            "accuracy": accuracy,
+            **scores,
+        }
         samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
         attention = translator.attention(sources[0])["attention"]
         last_layer = list(attention.values())[-1]  # [heads, target_len, source_len]
         if self.chief:  # every worker evaluates, so all take the same early-stopping decision
-            record_evaluation(self.run_dir.root, result, hypotheses, samples,
-                              {"attention": attention_image(last_layer)})
-        log.info("validation at step %d: loss %.4f  accuracy %.3f  BLEU %.2f  chrF %.2f", step,
-                 loss, accuracy, scores["bleu"], scores["chrf"])
+            record_evaluation(
+                self.run_dir.root,
+                result,
+                hypotheses,
+                samples,
+                {"attention": attention_image(last_layer)},
+            )
+        log.info(
+            "validation at step %d: loss %.4f  accuracy %.3f  BLEU %.2f  chrF %.2f",
+            step,
+            loss,
+            accuracy,
+            scores["bleu"],
+            scores["chrf"],
+        )
 
         score = result[train.best_metric]
-        better = (math.isnan(float(self.best_score))
-                  or (score < float(self.best_score) if train.best_metric == "loss"
-                      else score > float(self.best_score)))
+        better = math.isnan(float(self.best_score)) or (
+            score < float(self.best_score)
+            if train.best_metric == "loss"
+            else score > float(self.best_score)
+        )
         if better:
             self.best_score.assign(score)
             self.evals_without_improvement.assign(0)
@@ -254,17 +324,26 @@ class Trainer:
             self.evals_without_improvement.assign_add(1)
         patience = train.early_stopping_patience
         if patience and int(self.evals_without_improvement) >= patience:
-            log.info("early stopping: validation %s has not improved on %.4f for %d "
-                     "evaluations", train.best_metric, float(self.best_score), patience)
+            log.info(
+                "early stopping: validation %s has not improved on %.4f for %d evaluations",
+                train.best_metric,
+                float(self.best_score),
+                patience,
+            )
             return True
         return False
 
     def _validation_loss(self, sources, references):
         """Teacher-forced loss (without label smoothing) and token accuracy."""
         sums = {"loss": 0.0, "tokens": 0.0, "correct": 0.0}
-        for source, target in eval_dataset(sources, references, self.source_tokenizer,
-                                           self.target_tokenizer, self.config.data,
-                                           self.config.eval.batch_size):
+        for source, target in eval_dataset(
+            sources,
+            references,
+            self.source_tokenizer,
+            self.target_tokenizer,
+            self.config.data,
+            self.config.eval.batch_size,
+        ):
             loss_sum, tokens, correct = self._eval_step(source, target)
             sums["loss"] += float(loss_sum)
             sums["tokens"] += float(tokens)
