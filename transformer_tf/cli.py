@@ -182,10 +182,9 @@ def cmd_translate(args):
     if args.saved_model:
         directory = Path(args.saved_model)
     else:
-        from transformer_tf.run_dir import RunDir
+        from transformer_tf.run_dir import saved_model_dir
 
-        config = _config(args)
-        directory = Path(config.export.directory or RunDir(config.run_dir).export)
+        directory = saved_model_dir(_config(args))
     if not (directory / "saved_model.pb").is_file():
         raise UserError(
             f"no SavedModel in '{directory}'; run `transformer-tf export` first "

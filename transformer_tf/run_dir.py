@@ -77,3 +77,8 @@ class RunDir:
                     f"the config asks for {new}; use another run_dir or the same "
                     "model settings."
                 )
+
+
+def saved_model_dir(config):
+    """Where the run's SavedModel goes: `export.directory`, or `<run_dir>/export`."""
+    return Path(config.export.directory or RunDir(config.run_dir).export)

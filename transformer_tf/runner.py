@@ -24,7 +24,7 @@ from transformer_tf.errors import UserError
 from transformer_tf.evaluation.evaluate import evaluate
 from transformer_tf.inference.translator import Translator
 from transformer_tf.model import build_model
-from transformer_tf.run_dir import RunDir
+from transformer_tf.run_dir import RunDir, saved_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Runner:
         elif tokenizer == "none":
             from transformer_tf.inference.export import export_ids_saved_model
 
-            directory = Path(output or self.config.export.directory or self.run_dir.export)
+            directory = Path(output or saved_model_dir(self.config))
             export_ids_saved_model(translator, directory)
             check = None
         else:
@@ -237,7 +237,7 @@ class Runner:
     def _export_saved_model(self, translator, output):
         from transformer_tf.inference.export import export_saved_model
 
-        directory = Path(output or self.config.export.directory or self.run_dir.export)
+        directory = Path(output or saved_model_dir(self.config))
         export_saved_model(translator, directory)
         sentence = self._check_sentence()
         served = tf.saved_model.load(str(directory)).signatures["serving_default"]
