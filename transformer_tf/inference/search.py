@@ -11,6 +11,8 @@ Every output stops at EOS or at its sentence's length budget, where EOS is force
 output is longer than its budget and every search ends the same way.
 """
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
@@ -27,7 +29,7 @@ def max_output_lengths(source, ratio, offset, limit):
     return tf.minimum(lengths, limit)
 
 
-def encode(model, source):
+def run_encoder(model, source):
     """Encoder output and padding mask of a source batch."""
     padding_mask = create_padding_mask(source)
     enc_output, _ = model.encoder(source, training=False, padding_mask=padding_mask)
@@ -60,10 +62,71 @@ def full_step(model, enc_output, padding_mask):
     return (enc_output, padding_mask), step
 
 
-def _loose(structure):
-    """Shape invariants with every dimension free (caches grow along their length axis,
-    and searches drop the rows that have ended)."""
-    return tf.nest.map_structure(lambda t: tf.TensorShape([None] * t.shape.rank), structure)
+class GreedyState(NamedTuple):
+    """The variables of the greedy loop. `going` counts the sentences still decoding: a
+    sentence that ends leaves every per-sentence field, its output written to the results."""
+
+    position: tf.Tensor  # [] int32, the position whose token this step chooses
+    output: tf.Tensor  # [going, position + 1] int32 ids so far, BOS first
+    scores: tf.Tensor  # [going] float32 sums of the chosen tokens' log-probabilities
+    budgets: tf.Tensor  # [going] int32 length budgets, EOS included
+    rows: tf.Tensor  # [going] int32, each sentence's row in the batch
+    cache: tuple  # the step function's state, one row per sentence going
+    result_tokens: tf.Tensor  # [batch, width] int32 outputs of the sentences that ended
+    result_scores: tf.Tensor  # [batch] float32
+
+
+class BeamState(NamedTuple):
+    """The variables of the beam search loop (k = beam size; `going` as in `GreedyState`)."""
+
+    position: tf.Tensor  # [] int32
+    alive: tf.Tensor  # [going, k, position + 1] int32 live hypotheses, BOS first
+    alive_scores: tf.Tensor  # [going, k] float32 their sums of log-probabilities
+    finished: tf.Tensor  # [going, k, width] int32 best k ended hypotheses, PAD after EOS
+    finished_scores: tf.Tensor  # [going, k] float32 their sums of log-probabilities
+    finished_norm: tf.Tensor  # [going, k] float32 the same over the length penalty, best first
+    greedy: tf.Tensor  # [going, 1, width] int32 the greedy hypothesis, finished from the start
+    budgets: tf.Tensor  # [going] int32
+    rows: tf.Tensor  # [going] int32
+    cache: tuple  # decoder cache and padding mask, k rows per sentence going
+    result_tokens: tf.Tensor  # [batch, n_best, width - 1] int32, without BOS
+    result_scores: tf.Tensor  # [batch, n_best] float32
+
+
+class Candidates(NamedTuple):
+    """The 2k best one-token extensions of each sentence's k live hypotheses: enough for k
+    to stay alive however many of them end."""
+
+    sequences: tf.Tensor  # [going, 2k, position + 2] int32
+    scores: tf.Tensor  # [going, 2k] float32 sums of log-probabilities
+    origins: tf.Tensor  # [going, 2k] int32, the live hypothesis each extends
+    ended: tf.Tensor  # [going, 2k] bool, the new token is EOS
+
+
+# Fields of both states that are not one row per sentence going.
+_WHOLE_FIELDS = ("position", "cache", "result_tokens", "result_scores")
+
+
+def _per_sentence(state):
+    return [name for name in state._fields if name not in _WHOLE_FIELDS]
+
+
+def _shape_invariants(state, growing):
+    """What the loop may change in each field's shape: the first axis of the per-sentence
+    fields (sentences leave), the last axis of `growing` (one token per step) and any axis of
+    the cache (it grows along its length axis too). The beam axis stays static."""
+
+    def free(value, axes):
+        dims = value.shape.as_list()
+        for axis in axes:
+            dims[axis] = None
+        return tf.TensorShape(dims)
+
+    shapes = {name: getattr(state, name).shape for name in _WHOLE_FIELDS if name != "cache"}
+    shapes.update({name: free(getattr(state, name), [0]) for name in _per_sentence(state)})
+    shapes[growing] = free(getattr(state, growing), [0, -1])
+    shapes["cache"] = tf.nest.map_structure(lambda t: free(t, range(t.shape.rank)), state.cache)
+    return type(state)(**shapes)
 
 
 def _rows(structure, indices):
@@ -71,29 +134,56 @@ def _rows(structure, indices):
     return tf.nest.map_structure(lambda t: tf.gather(t, indices), structure)
 
 
-def _retire(ended, rows, results, values, going, state, beam_size=1):
-    """Sentences that `ended` leave the search.
+def _pad_last(sequences, width):
+    """`sequences` PAD-padded along the last axis to `width`."""
+    padding = [[0, 0]] * (sequences.shape.rank - 1) + [[0, width - tf.shape(sequences)[-1]]]
+    return tf.pad(sequences, padding)
 
-    Their rows of `values()` (a function returning one row per sentence still going, called
-    only when some sentence ended) are written into `results` (one row per sentence of the
-    batch) at their batch `rows`; the other sentences keep their rows
-    of `rows`, of `going` (one row per sentence) and of `state` (`beam_size` rows per
-    sentence). Returns (results, rows, going, state). Nothing is copied on a step where no
-    sentence ended.
+
+def _retire(state, done, results, beam_size=1):
+    """The sentences `done` leave the search.
+
+    `results()` (called only when some sentence is done) returns (tokens, scores), one row per
+    sentence going; the rows of the sentences done are written into the state's results at
+    their batch rows. The others keep their rows of every per-sentence field and their
+    `beam_size` rows each of the cache. Nothing is copied on a step where none is done.
     """
 
     def retire():
-        done, kept = tf.where(ended)[:, 0], tf.where(~ended)[:, 0]
-        at = tf.gather(rows, done)[:, tf.newaxis]
-        written = tf.nest.map_structure(
-            lambda r, v: tf.tensor_scatter_nd_update(r, at, tf.gather(v, done)), results, values()
-        )
+        ended, kept = tf.where(done)[:, 0], tf.where(~done)[:, 0]
+        at = tf.gather(state.rows, ended)[:, tf.newaxis]
+        tokens, scores = results()
         kept_rows = tf.reshape(
             kept[:, tf.newaxis] * beam_size + tf.range(beam_size, dtype=kept.dtype), [-1]
         )
-        return written, *_rows((rows, going), kept), _rows(state, kept_rows)
+        return state._replace(
+            result_tokens=tf.tensor_scatter_nd_update(
+                state.result_tokens, at, tf.gather(tokens, ended)
+            ),
+            result_scores=tf.tensor_scatter_nd_update(
+                state.result_scores, at, tf.gather(scores, ended)
+            ),
+            cache=_rows(state.cache, kept_rows),
+            **{name: tf.gather(getattr(state, name), kept) for name in _per_sentence(state)},
+        )
 
-    return tf.cond(tf.reduce_any(ended), retire, lambda: (results, rows, going, state))
+    return tf.cond(tf.reduce_any(done), retire, lambda: state)
+
+
+def _going(state):
+    """Loop condition of the searches: some sentence has not ended."""
+    return tf.size(state.rows) > 0
+
+
+def _search(state, body, growing):
+    """Run `body` from `state` until every sentence has ended; (result tokens, scores)."""
+    (state,) = tf.while_loop(
+        _going,
+        lambda state: (body(state),),
+        (state,),
+        shape_invariants=(_shape_invariants(state, growing),),
+    )
+    return state.result_tokens, state.result_scores
 
 
 def _force_eos_at_budget(log_probs, position, max_lengths):
@@ -128,7 +218,7 @@ def greedy_search(
             probable; -1 samples from the whole distribution.
         sampling_temperature: float, divides the logits before sampling.
         seed: optional [2] int32 seed for reproducible sampling.
-        encoded: optional `encode(model, source)`, when the caller has it already.
+        encoded: optional `run_encoder(model, source)`, when the caller has it already.
 
     Returns:
         tokens: [batch, max(max_lengths)] int32 without the leading BOS; PAD after EOS.
@@ -136,51 +226,47 @@ def greedy_search(
     """
     batch = tf.shape(source)[0]
     width = tf.reduce_max(max_lengths)
-    enc_output, padding_mask = encoded or encode(model, source)
-    state, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
+    enc_output, padding_mask = encoded or run_encoder(model, source)
+    step_cache, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
     seed = tf.constant([0, 0], tf.int32) if seed is None else seed
 
-    def body(i, output, rows, budgets, scores, state, tokens, final_scores):
-        # output [going, i + 1]: the sentences still going, at batch rows `rows`.
-        logits, state = step_fn(output, i, state)
-        logits = tf.cast(logits, tf.float32)
+    def choose(logits, position):
         if sampling_topk:
-            next_token = _sample(logits, sampling_topk, sampling_temperature, seed + i)
-        else:
-            next_token = tf.argmax(logits, axis=-1, output_type=tf.int32)  # [going]
+            return _sample(logits, sampling_topk, sampling_temperature, seed + position)
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def body(state):
+        logits, step_cache = step_fn(state.output, state.position, state.cache)
+        logits = tf.cast(logits, tf.float32)  # [going, vocab]
+        token = choose(logits, state.position)  # [going]
         # At its budget a sentence ends (see _force_eos_at_budget; done on the chosen ids
         # here, which spares a pass over the vocabulary).
-        next_token = tf.where(i + 1 >= budgets, EOS_ID, next_token)
+        token = tf.where(state.position + 1 >= state.budgets, EOS_ID, token)
         # log softmax of the chosen ids only: logit - logsumexp(logits).
-        scores += tf.gather(logits, next_token, batch_dims=1) - tf.reduce_logsumexp(logits, axis=-1)
-        output = tf.concat([output, next_token[:, tf.newaxis]], axis=1)
-        (tokens, final_scores), rows, (output, budgets, scores), state = _retire(
-            tf.equal(next_token, EOS_ID),
-            rows,
-            (tokens, final_scores),
-            lambda: (tf.pad(output[:, 1:], [[0, 0], [0, width - i - 1]]), scores),
-            (output, budgets, scores),
-            state,
+        log_prob = tf.gather(logits, token, batch_dims=1) - tf.reduce_logsumexp(logits, axis=-1)
+        state = state._replace(
+            position=state.position + 1,
+            output=tf.concat([state.output, token[:, tf.newaxis]], axis=1),
+            scores=state.scores + log_prob,
+            cache=step_cache,
         )
-        return i + 1, output, rows, budgets, scores, state, tokens, final_scores
+        return _retire(
+            state,
+            tf.equal(token, EOS_ID),
+            lambda: (_pad_last(state.output[:, 1:], width), state.scores),
+        )
 
-    loop_vars = (
-        tf.constant(0),
-        tf.fill([batch, 1], BOS_ID),
-        tf.range(batch),
-        max_lengths,
-        tf.zeros([batch], tf.float32),
-        state,
-        tf.fill([batch, width], PAD_ID),
-        tf.zeros([batch], tf.float32),
+    start = GreedyState(
+        position=tf.constant(0),
+        output=tf.fill([batch, 1], BOS_ID),
+        scores=tf.zeros([batch], tf.float32),
+        budgets=max_lengths,
+        rows=tf.range(batch),
+        cache=step_cache,
+        result_tokens=tf.fill([batch, width], PAD_ID),
+        result_scores=tf.zeros([batch], tf.float32),
     )
-    *_, tokens, scores = tf.while_loop(_going, body, loop_vars, shape_invariants=_loose(loop_vars))
-    return tokens, scores
-
-
-def _going(i, output, rows, *_):
-    """Loop condition of the searches: some sentence has not ended."""
-    return tf.size(rows) > 0
+    return _search(start, body, growing="output")
 
 
 def _sample(logits, topk, temperature, seed):
@@ -195,6 +281,78 @@ def _sample(logits, topk, temperature, seed):
 def length_penalty(length, alpha):
     """GNMT length penalty ((5 + length) / 6) ** alpha (Wu et al., 2016)."""
     return ((5.0 + tf.cast(length, tf.float32)) / 6.0) ** alpha
+
+
+def _grow(state, step_fn, k):
+    """Every one-token extension of the live hypotheses, scored; the best 2k of each
+    sentence and the step function's new cache."""
+    going = tf.shape(state.alive)[0]
+    logits, cache = step_fn(tf.reshape(state.alive, [going * k, -1]), state.position, state.cache)
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    vocab = tf.shape(log_probs)[-1]
+    log_probs = _force_eos_at_budget(
+        tf.reshape(log_probs, [going, k, vocab]), state.position, state.budgets[:, tf.newaxis]
+    )
+    totals = tf.reshape(state.alive_scores[:, :, tf.newaxis] + log_probs, [going, k * vocab])
+    scores, ids = tf.math.top_k(totals, k=2 * k)
+    origins, tokens = ids // vocab, ids % vocab
+    sequences = tf.concat(
+        [tf.gather(state.alive, origins, batch_dims=1), tokens[:, :, tf.newaxis]], axis=2
+    )
+    return Candidates(sequences, scores, origins, tf.equal(tokens, EOS_ID)), cache
+
+
+def _keep_alive(state, candidates, cache, reorder_cache, k):
+    """The best k candidates that did not end stay alive, with their rows of the cache.
+    Hypotheses move only among their sentence's k rows, so the padding mask stays."""
+    alive_scores, keep = tf.math.top_k(
+        tf.where(candidates.ended, MASK_NEGATIVE, candidates.scores), k=k
+    )
+    origins = tf.gather(candidates.origins, keep, batch_dims=1)  # [going, k]
+    rows = tf.reshape(origins + k * tf.range(tf.shape(origins)[0])[:, tf.newaxis], [-1])
+    layers, padding_mask = cache
+    return state._replace(
+        alive=tf.gather(candidates.sequences, keep, batch_dims=1),
+        alive_scores=alive_scores,
+        cache=(reorder_cache(layers, rows), padding_mask),
+    )
+
+
+def _finish(state, candidates, alpha, k):
+    """The candidates that ended join the finished hypotheses (the greedy one is there
+    already); the best k by normalised score stay."""
+    width = tf.shape(state.finished)[-1]
+    sequences = _pad_last(candidates.sequences, width)
+    is_greedy = tf.reduce_all(tf.equal(sequences, state.greedy), axis=2)
+    norm = tf.where(
+        candidates.ended & ~is_greedy,
+        candidates.scores / length_penalty(state.position + 1, alpha),
+        MASK_NEGATIVE,
+    )
+    finished_norm, best = tf.math.top_k(tf.concat([state.finished_norm, norm], axis=1), k=k)
+    return state._replace(
+        finished=tf.gather(tf.concat([state.finished, sequences], 1), best, batch_dims=1),
+        finished_scores=tf.gather(
+            tf.concat([state.finished_scores, candidates.scores], 1), best, batch_dims=1
+        ),
+        finished_norm=finished_norm,
+    )
+
+
+def _continue(state, alpha, n_best, k):
+    """The next position, without the sentences done: at their budget, or when their best
+    live hypothesis cannot beat their n-th best finished one (the length penalty grows
+    with length, so the budget bounds the best a live hypothesis could reach)."""
+    best_alive = state.alive_scores[:, 0] / length_penalty(state.budgets, alpha)
+    done = (state.position + 1 >= state.budgets) | (
+        best_alive <= state.finished_norm[:, n_best - 1]
+    )
+    return _retire(
+        state._replace(position=state.position + 1),
+        done,
+        lambda: (state.finished[:, :n_best, 1:], state.finished_scores[:, :n_best]),
+        beam_size=k,
+    )
 
 
 def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
@@ -218,107 +376,42 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         scores: [batch, n_best] float32, sums of log-probabilities (not length-normalised).
     """
     batch, k = tf.shape(source)[0], beam_size
-    enc_output, padding_mask = encode(model, source)
+    enc_output, padding_mask = run_encoder(model, source)
     # Every sentence's encoder output (and mask) repeated for each beam.
     cache, step_fn = cached_step(
         model, tf.repeat(enc_output, k, axis=0), tf.repeat(padding_mask, k, axis=0)
     )
-    width = tf.reduce_max(max_lengths) + 1  # finished hypotheses: BOS and the budget
-
-    def pad_to_width(sequences):
-        return tf.pad(sequences, [[0, 0], [0, 0], [0, width - tf.shape(sequences)[2]]])
-
     greedy, greedy_scores = greedy_search(
         model, source, max_lengths, encoded=(enc_output, padding_mask)
     )
-    # [batch, 1, width]: greedy_search's tokens are already max(max_lengths) wide.
+    # [batch, 1, width]: BOS, then greedy_search's max(max_lengths) tokens.
     greedy = tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis]
+    width = tf.shape(greedy)[-1]
     greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
+    greedy_norm = greedy_scores / length_penalty(greedy_lengths, alpha)
+    others = tf.fill([batch, k - 1], MASK_NEGATIVE)  # the k - 1 beams not yet used
 
-    def body(i, alive, rows, going, cache, results):
-        # alive: [going, k, i + 1] hypotheses of the sentences still going (batch `rows`);
-        # alive_scores [going, k] their summed log-probs; finished [going, k, width] the
-        # best k that ended (scores summed, and normalised by the length penalty).
-        alive_scores, finished, finished_scores, finished_norm, budgets, greedy = going
-        b = tf.shape(alive)[0]
-        logits, cache = step_fn(tf.reshape(alive, [b * k, -1]), i, cache)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        vocab = tf.shape(log_probs)[-1]
-        log_probs = _force_eos_at_budget(
-            tf.reshape(log_probs, [b, k, vocab]), i, budgets[:, tf.newaxis]
-        )
-        candidates = tf.reshape(alive_scores[:, :, tf.newaxis] + log_probs, [b, k * vocab])
-        top_scores, top_ids = tf.math.top_k(candidates, k=2 * k)  # [b, 2k]
-        beams, tokens = top_ids // vocab, top_ids % vocab
-        sequences = tf.concat(
-            [tf.gather(alive, beams, batch_dims=1), tokens[:, :, tf.newaxis]], axis=2
-        )  # [b, 2k, i + 2]
-        ended = tf.equal(tokens, EOS_ID)
+    def body(state):
+        candidates, cache = _grow(state, step_fn, k)
+        state = _keep_alive(state, candidates, cache, model.decoder.reorder_cache, k)
+        state = _finish(state, candidates, alpha, k)
+        return _continue(state, alpha, n_best, k)
 
-        # The best k candidates that did not end stay alive, with their caches.
-        alive_rank = tf.where(ended, MASK_NEGATIVE, top_scores)
-        alive_scores, keep = tf.math.top_k(alive_rank, k=k)
-        alive = tf.gather(sequences, keep, batch_dims=1)
-        origin = tf.gather(beams, keep, batch_dims=1)  # [b, k] beam each came from
-        flat_origin = tf.reshape(origin + k * tf.range(b)[:, tf.newaxis], [-1])
-        # Hypotheses move only among their sentence's k rows: the padding mask stays.
-        cache = (model.decoder.reorder_cache(cache[0], flat_origin), cache[1])
-
-        # Candidates that ended join the finished ones (the greedy one is there already);
-        # the best k by normalised score stay.
-        sequences = pad_to_width(sequences)
-        is_greedy = tf.reduce_all(tf.equal(sequences, greedy), axis=2)
-        new_norm = tf.where(
-            ended & ~is_greedy, top_scores / length_penalty(i + 1, alpha), MASK_NEGATIVE
-        )
-        pool = tf.concat([finished, sequences], axis=1)
-        pool_norm = tf.concat([finished_norm, new_norm], axis=1)
-        pool_scores = tf.concat([finished_scores, top_scores], axis=1)
-        finished_norm, best = tf.math.top_k(pool_norm, k=k)
-        finished = tf.gather(pool, best, batch_dims=1)
-        finished_scores = tf.gather(pool_scores, best, batch_dims=1)
-
-        # A sentence is done at its budget, or when its best live hypothesis cannot beat
-        # its n-th best finished one: the length penalty grows with length, so the
-        # sentence's budget bounds the best a live hypothesis could reach.
-        best_alive = alive_scores[:, 0] / length_penalty(budgets, alpha)
-        done = (i + 1 >= budgets) | (best_alive <= finished_norm[:, n_best - 1])
-        results, rows, going, cache = _retire(
-            done,
-            rows,
-            results,
-            lambda: (finished[:, :n_best, 1:], finished_scores[:, :n_best]),
-            (alive, (alive_scores, finished, finished_scores, finished_norm, budgets, greedy)),
-            cache,
-            k,
-        )
-        alive, going = going
-        return i + 1, alive, rows, going, cache, results
-
-    others = tf.fill([batch, k - 1], MASK_NEGATIVE)
-    going = (
-        tf.concat([tf.zeros([batch, 1]), others], axis=1),  # alive_scores: one beam
-        tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
-        tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
-        tf.concat(
-            [(greedy_scores / length_penalty(greedy_lengths, alpha))[:, tf.newaxis], others], axis=1
-        ),
-        max_lengths,
-        greedy,
+    start = BeamState(
+        position=tf.constant(0),
+        alive=tf.fill([batch, k, 1], BOS_ID),
+        alive_scores=tf.concat([tf.zeros([batch, 1]), others], axis=1),
+        finished=tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
+        finished_scores=tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
+        finished_norm=tf.concat([greedy_norm[:, tf.newaxis], others], axis=1),
+        greedy=greedy,
+        budgets=max_lengths,
+        rows=tf.range(batch),
+        cache=cache,
+        result_tokens=tf.fill([batch, n_best, width - 1], PAD_ID),
+        result_scores=tf.zeros([batch, n_best]),
     )
-    results = (tf.fill([batch, n_best, width - 1], PAD_ID), tf.zeros([batch, n_best]))
-    loop_vars = (
-        tf.constant(0),
-        tf.fill([batch, k, 1], BOS_ID),
-        tf.range(batch),
-        going,
-        cache,
-        results,
-    )
-    *_, (tokens, scores) = tf.while_loop(
-        _going, body, loop_vars, shape_invariants=_loose(loop_vars)
-    )
-    return tokens, scores
+    return _search(start, body, growing="alive")
 
 
 def output_budgets(model, source, eval_config):
