@@ -102,3 +102,9 @@ def test_evaluating_an_average_records_it_beside_the_single_checkpoint(copy_run,
     assert (copy_run / "eval" / "test-step150.hyp.txt").read_text(encoding="utf-8") == single
     record = json.loads((copy_run / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["averaged_checkpoints"] == 2 and record["step"] == 150
+    # The config's eval.average_last is the default of --average-last.
+    averaged = (copy_run / "eval" / "test-step150-mean2.hyp.txt").read_text(encoding="utf-8")
+    command = ["evaluate", "--run-dir", str(copy_run), "--split", "test"]
+    assert main([*command, "--set", "eval.average_last=2"]) == 0
+    assert "step 150, mean of the last 2 checkpoints)" in capsys.readouterr().out
+    assert (copy_run / "eval" / "test-step150-mean2.hyp.txt").read_text("utf-8") == averaged

@@ -120,3 +120,11 @@ def test_dropouts_must_be_rates(key, capsys):
 def test_norm_is_a_choice(capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.norm=middle"])
     assert code == 2 and "'model.norm' must be one of 'post', 'pre'" in err
+
+
+def test_averaging_needs_the_checkpoints_kept(capsys):
+    code, err = _run(
+        capsys, ["train", "--config", str(QUICKSTART), "--set", "eval.average_last=50"]
+    )
+    assert code == 2
+    assert "'eval.average_last' (50) is more checkpoints than 'train.keep_checkpoints'" in err

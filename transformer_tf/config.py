@@ -7,6 +7,7 @@ stops with the key's dotted path and, for a typo, the nearest valid name.
 import dataclasses
 import difflib
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Literal, Optional
@@ -171,6 +172,9 @@ class EvalConfig:
     tokenize: str = "13a"  # sacrebleu tokenizer for BLEU (13a, intl, none, ...)
     samples: int = 3  # sample translations printed after evaluation
     max_sentences: Optional[int] = None  # decode at most this many (validation during training)
+    # Decode with the mean weights of the last N checkpoints (after training, in `evaluate`
+    # and `export`, unless --average-last says otherwise); 1: the latest weights alone.
+    average_last: int = 1
 
 
 @dataclass
@@ -322,6 +326,7 @@ def _check(config, source):
         "data.max_length": config.data.max_length,
         "data.train_size": config.data.train_size,
         "eval.batch_size": config.eval.batch_size,
+        "eval.average_last": config.eval.average_last,
         "tokenizer.source_vocab_size": config.tokenizer.source_vocab_size,
         "tokenizer.target_vocab_size": config.tokenizer.target_vocab_size,
     }
@@ -335,6 +340,12 @@ def _check(config, source):
             "longest pair fits in a batch."
         )
     _check_data_source(config.data, source)
+    if config.eval.average_last > config.train.keep_checkpoints:
+        raise ConfigError(
+            f"{source}: 'eval.average_last' ({config.eval.average_last}) is more checkpoints "
+            f"than 'train.keep_checkpoints' ({config.train.keep_checkpoints}) keeps; raise "
+            "keep_checkpoints or lower average_last."
+        )
     if config.eval.beam_size < 1:
         raise ConfigError(
             f"{source}: 'eval.beam_size' must be 1 or more, got {config.eval.beam_size}."
@@ -413,7 +424,7 @@ def _check_data_source(data, source):
             )
 
 
-def config_from_dict(values, source="config", overrides=()):
+def config_from_dict(values: dict, source: str = "config", overrides: Sequence[str] = ()) -> Config:
     """Build a checked `Config` from a nested dict plus `key.path=value` overrides."""
     values = dict(values or {})
     for assignment in overrides:
@@ -423,7 +434,7 @@ def config_from_dict(values, source="config", overrides=()):
     return config
 
 
-def load_config(path, overrides=()):
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config file and apply overrides. Raises `ConfigError` on any problem."""
     path = Path(path)
     if not path.is_file():
@@ -471,5 +482,5 @@ def resolve_model_config(model_config, source_vocab_size, target_vocab_size):
     return dataclasses.replace(model_config, **resolved)
 
 
-def save_config(config, path):
+def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
