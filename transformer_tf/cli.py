@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from transformer_tf.config import EvalConfig, config_from_dict, load_config
+from transformer_tf.config import EvalConfig, config_from_dict
 from transformer_tf.errors import UserError
+from transformer_tf.run_dir import load_run_config
 
 log = logging.getLogger("transformer_tf")
 
@@ -30,128 +31,50 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def _config(args, required=True):
-    """The config named by --config (its run_dir replaced by --run-dir), or the resolved
-    config saved in --run-dir; --set overrides and decoding flags applied."""
-    overrides = [*(getattr(args, "set", None) or []), *_decoding_overrides(args)]
-    if getattr(args, "config", None):
-        config = load_config(args.config, overrides)
-        config.run_dir = args.run_dir or config.run_dir
-        return config
-    if getattr(args, "run_dir", None):
-        from transformer_tf.run_dir import RunDir
-
-        return RunDir(args.run_dir).read_config(overrides)
-    if required:
-        raise UserError("pass --config FILE (or --run-dir DIR of a trained run).")
-    return config_from_dict({}, "command line", overrides)
-
-
-def _decoding_overrides(args):
-    """--beam-size and friends as config overrides."""
-    flags = {
+    """The run's config (--config or --run-dir), with --set and the decoding flags."""
+    decoding = {
         "beam_size": getattr(args, "beam_size", None),
         "length_penalty": getattr(args, "length_penalty", None),
         "tokenize": getattr(args, "tokenize", None),
         "lowercase": getattr(args, "lowercase", None) or None,
     }
-    return [f"eval.{key}={value}" for key, value in flags.items() if value is not None]
+    overrides = [*(getattr(args, "set", None) or [])]
+    overrides += [f"eval.{key}={value}" for key, value in decoding.items() if value is not None]
+    if required or args.config or args.run_dir:
+        return load_run_config(args.config, args.run_dir, overrides)
+    return config_from_dict({}, "command line", overrides)
 
 
-def _runner(config):
+def _runner(args, required=True):
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.runner import Runner
 
-    return Runner(config)
+    return Runner(_config(args, required))
 
 
 def _print_evaluation(result):
     averaged = result.get("averaged_checkpoints")
+    where = f"step {result['step']}" + (
+        f", mean of the last {averaged} checkpoints" if averaged else ""
+    )
     print(
         f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
-        f"({result['sentences']} sentences, step {result['step']}"
-        + (f", mean of the last {averaged} checkpoints" if averaged else "")
-        + ")"
+        f"({result['sentences']} sentences, {where})"
     )
-    print(f"  {result['bleu_signature']}")
-    print(f"  {result['chrf_signature']}")
+    for key in ("bleu_signature", "chrf_signature"):
+        print(f"  {result[key]}")
     print(f"  hypotheses: {result['hypotheses_file']}")
     for source, reference, hypothesis in result["samples"]:
         print(f"  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}")
 
 
 def _print_export(exported):
-    kind = {"ctranslate2": "CTranslate2 model"}.get(
-        exported["format"], "SavedModel of token ids" if exported["ids_only"] else "SavedModel"
-    )
+    kind = "SavedModel of token ids" if exported["ids_only"] else "SavedModel"
+    kind = "CTranslate2 model" if exported["format"] == "ctranslate2" else kind
     print(f"exported {kind} (step {exported['step']}) to {exported['directory']}")
     if exported["check"]:
         print("  check: {!r} -> {!r}".format(*exported["check"]))
-
-
-def cmd_train(args):
-    runner = _runner(_config(args))
-    result = runner.train()
-    if not result.chief or result.stopped_by.startswith("signal"):
-        return 0
-    if not args.no_eval:
-        _print_evaluation(runner.evaluate())
-    if runner.config.export.after_training and not args.no_export:
-        _print_export(runner.export())
-    return 0
-
-
-def cmd_build_vocab(args):
-    runner = _runner(_config(args))
-    sources, targets = runner.split("train")
-    for side, tokenizer, sample in zip(
-        ("source", "target"), runner.build_vocab(), (sources[0], targets[0])
-    ):
-        pieces = tokenizer.pieces(tokenizer.tokenize([sample])[0])
-        print(
-            f"{side}: {tokenizer.vocab_size} entries ({runner.config.tokenizer.type}); "
-            f"{sample!r} -> {' '.join(pieces)}"
-        )
-    print(f"written to {runner.run_dir.vocab}")
-    return 0
-
-
-def cmd_evaluate(args):
-    if bool(args.src) != bool(args.ref):
-        raise UserError(
-            "--src and --ref go together: the source file and its reference translations."
-        )
-    if args.saved_model and (args.beam_size or args.length_penalty is not None):
-        raise UserError(
-            "a SavedModel decodes with the settings it was exported with; drop "
-            "--beam-size/--length-penalty, or evaluate the run (--run-dir)."
-        )
-    if not (args.config or args.run_dir or (args.saved_model and args.src)):
-        raise UserError(
-            "pass --config or --run-dir (to evaluate a run), or --saved-model with --src and --ref."
-        )
-    runner = _runner(_config(args, required=False))
-    translator = None
-    if args.saved_model:
-        from transformer_tf.inference.translator import ServedTranslator
-
-        translator = ServedTranslator(args.saved_model)
-    else:
-        translator = runner.translator(args.average_last, args.best)
-    output_dir = args.output_dir or (
-        runner.config.run_dir if (args.config or args.run_dir) else "."
-    )
-    files = (args.src, args.ref) if args.src else None
-    _print_evaluation(runner.evaluate(args.split, files, translator, output_dir))
-    return 0
-
-
-def cmd_export(args):
-    runner = _runner(_config(args))
-    _print_export(
-        runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best)
-    )
-    return 0
 
 
 def _read_input(args):
@@ -159,232 +82,189 @@ def _read_input(args):
 
     if args.sentences:
         return args.sentences
-    if args.input:
-        return read_lines(args.input)
-    return [line.rstrip("\n") for line in sys.stdin]
+    return read_lines(args.input) if args.input else [line.rstrip("\n") for line in sys.stdin]
 
 
 def _write_lines(lines, path):
-    out = open(path, "w", encoding="utf-8") if path else sys.stdout
-    try:
-        for line in lines:
-            print(line, file=out)
-    finally:
-        if path:
-            out.close()
+    text = "".join(f"{line}\n" for line in lines)
+    if path:
+        Path(path).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_train(args):
+    runner = _runner(args)
+    result = runner.train()
+    if result.chief and not result.stopped_by.startswith("signal"):
+        if not args.no_eval:
+            _print_evaluation(runner.evaluate())
+        if runner.config.export.after_training and not args.no_export:
+            _print_export(runner.export())
+    return 0
+
+
+def cmd_build_vocab(args):
+    runner = _runner(args)
+    samples = [side[0] for side in runner.split("train")]
+    for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(), samples):
+        pieces = " ".join(tokenizer.pieces(tokenizer.tokenize([sample])[0]))
+        kind = runner.config.tokenizer.type
+        print(f"{side}: {tokenizer.vocab_size} entries ({kind}); {sample!r} -> {pieces}")
+    print(f"written to {runner.run_dir.vocab}")
+    return 0
+
+
+def cmd_evaluate(args):
+    if bool(args.src) != bool(args.ref):
+        raise UserError("--src and --ref go together: the source file and its references.")
+    if args.saved_model and (args.beam_size or args.length_penalty is not None):
+        raise UserError(
+            "a SavedModel decodes with the settings it was exported with; drop "
+            "--beam-size/--length-penalty, or evaluate the run (--run-dir)."
+        )
+    if not (args.config or args.run_dir or (args.saved_model and args.src)):
+        raise UserError("pass --config or --run-dir, or --saved-model with --src and --ref.")
+    runner = _runner(args, required=False)
+    if args.saved_model:
+        from transformer_tf.inference.translator import ServedTranslator
+
+        translator = ServedTranslator(args.saved_model)
+    else:
+        translator = runner.translator(args.average_last, args.best)
+    output_dir = args.output_dir or (runner.config.run_dir if args.config or args.run_dir else ".")
+    files = (args.src, args.ref) if args.src else None
+    _print_evaluation(runner.evaluate(args.split, files, translator, output_dir))
+    return 0
+
+
+def cmd_export(args):
+    runner = _runner(args)
+    exported = runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best)
+    _print_export(exported)
+    return 0
 
 
 def cmd_translate(args):
-    if args.attention:
-        return _translate_with_attention(args)
-    if args.n_best:
-        return _translate_n_best(args)
-    if args.saved_model:
-        directory = Path(args.saved_model)
-    else:
-        from transformer_tf.run_dir import saved_model_dir
-
-        directory = saved_model_dir(_config(args))
-    if not (directory / "saved_model.pb").is_file():
-        raise UserError(
-            f"no SavedModel in '{directory}'; run `transformer-tf export` first "
-            "or pass --saved-model DIR."
-        )
-    sentences = _read_input(args)
+    if args.attention or args.n_best is not None:
+        return _translate_with_run(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from transformer_tf.inference.translator import ServedTranslator, translate_in_batches
+    from transformer_tf.inference.translator import ServedTranslator
+    from transformer_tf.run_dir import saved_model_dir
 
-    outputs = translate_in_batches(
-        ServedTranslator(directory).signature, sentences, args.batch_size
-    )
-    for number, truncated in enumerate(outputs["truncated"], start=1):
-        if truncated:
-            print(
-                f"warning: line {number} is longer than the model reads; its end was not "
-                "translated.",
-                file=sys.stderr,
-            )
-    _write_lines(outputs["translations"], args.output)
+    translator = ServedTranslator(args.saved_model or saved_model_dir(_config(args)))
+    _write_lines(translator.translate(_read_input(args), args.batch_size), args.output)
     return 0
 
 
-def _translate_n_best(args):
-    """Print each sentence's n best translations: `index ||| translation ||| score`."""
+def _translate_with_run(args):
+    """--n-best (`index ||| translation ||| score` lines) or --attention (one sentence, its
+    last decoder layer's encoder-decoder attention as a PNG), from the run's checkpoint."""
     if args.saved_model:
-        raise UserError(
-            "--n-best decodes with a run's checkpoint: pass --config or --run-dir "
-            "instead of --saved-model."
-        )
-    if args.n_best < 1:
+        raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
+    if args.n_best is not None and args.n_best < 1:
         raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
-    runner = _runner(_config(args))
+    translator = _runner(args).translator()
     sentences = _read_input(args)
-    n_best = runner.translator().n_best(sentences, args.n_best, args.batch_size)
-    _write_lines(
-        [
-            f"{index} ||| {text} ||| {score:.4f}"
-            for index, hypotheses in enumerate(n_best)
-            for text, score in hypotheses
-        ],
-        args.output,
-    )
-    return 0
-
-
-def _translate_with_attention(args):
-    """Translate one sentence with the run's checkpoint and save its attention as a PNG."""
-    runner = _runner(_config(args))
-    sentences = _read_input(args)
+    if args.n_best is not None:
+        n_best = translator.n_best(sentences, args.n_best, args.batch_size)
+        lines = [
+            f"{i} ||| {text} ||| {score:.4f}"
+            for i, hyps in enumerate(n_best)
+            for text, score in hyps
+        ]
+        _write_lines(lines, args.output)
+        return 0
     if len(sentences) != 1:
         raise UserError("--attention draws one sentence: pass exactly one.")
     from transformer_tf.evaluation.attention_image import save_attention_png
 
-    result = runner.translator().attention(sentences[0])
+    result = translator.attention(sentences[0])
     last = list(result["attention"].values())[-1]  # [heads, target_len, source_len]
     save_attention_png(last, args.attention)
     print(result["translation"])
-    print(
-        f"attention of the last decoder layer ({last.shape[0]} heads, target tokens down, "
-        f"source tokens across) written to {args.attention}",
-        file=sys.stderr,
+    log.info(
+        "attention of the last decoder layer (%d heads, target tokens down, source tokens "
+        "across) written to %s",
+        last.shape[0],
+        args.attention,
     )
     return 0
 
 
-def _add_config_args(parser, required=False):
-    group = parser.add_argument_group("run")
-    group.add_argument("--config", required=required, help="YAML config file")
-    group.add_argument("--run-dir", help="run directory (overrides the config's run_dir)")
-    group.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.steps=200 (repeatable)",
-    )
-
-
-def _add_checkpoint_args(parser):
-    group = parser.add_argument_group("checkpoint")
-    group.add_argument(
-        "--average-last",
-        type=int,
-        default=1,
-        metavar="N",
-        help="use the mean weights of the last N checkpoints",
-    )
-    group.add_argument(
-        "--best",
-        action="store_true",
-        help="use the best checkpoint by validation (train.best_metric)",
-    )
-
-
-def _add_decoding_args(parser):
-    group = parser.add_argument_group("decoding (default: the config's eval section)")
-    group.add_argument("--beam-size", type=int, help="1 for greedy search")
-    group.add_argument("--length-penalty", type=float, help="GNMT alpha for beam search")
+# Help texts of the options too long to sit beside their argument.
+SET_HELP = "override a config key, e.g. --set train.steps=200 (repeatable)"
+AVERAGE_HELP = "use the mean weights of the last N checkpoints (default: eval.average_last)"
+SPLIT_HELP = "split of the configured data (default: eval.split)"
+OUTPUT_DIR_HELP = "where eval/ and metrics.jsonl go (default: the run directory, or .)"
+FORMATS = ["saved_model", "ctranslate2"]
+FORMAT_HELP = "ctranslate2 needs pip install 'transformer_tf[ctranslate2]'"
+TOKENIZERS = ["included", "none"]
+TOKENIZER_HELP = (
+    "included: strings in and out (needs tensorflow-text); none: token ids in and out, "
+    "core TensorFlow ops only (saved_model_cli run, servers without tensorflow-text)"
+)
+ATTENTION_HELP = "with --config/--run-dir: one sentence's attention as an image"
+N_BEST_HELP = "with --config/--run-dir: the N best, as `index ||| text ||| score`"
 
 
 def build_parser():
+    """The `transformer-tf` argument parser, one subcommand per `cmd_*` function."""
     parser = argparse.ArgumentParser(
         prog="transformer-tf",
         description="Train, evaluate, export and serve encoder-decoder Transformers.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train (or resume), then evaluate and export")
-    _add_config_args(train, required=True)
+    def command(name, func, help, config_required=False):
+        sub = commands.add_parser(name, help=help)
+        sub.set_defaults(func=func)
+        run = sub.add_argument_group("run")
+        run.add_argument("--config", required=config_required, help="YAML config file")
+        run.add_argument("--run-dir", help="run directory (overrides the config's run_dir)")
+        run.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+        return sub
+
+    def checkpoint_args(sub):
+        sub.add_argument("--average-last", type=int, metavar="N", help=AVERAGE_HELP)
+        sub.add_argument("--best", action="store_true", help="the best checkpoint by validation")
+
+    train = command("train", cmd_train, "train (or resume), then evaluate and export", True)
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     train.add_argument("--no-export", action="store_true", help="skip the export at the end")
-    train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="BLEU and chrF of a split, or of --src/--ref files"
-    )
-    _add_config_args(evaluate)
+    evaluate = command("evaluate", cmd_evaluate, "BLEU and chrF of a split, or of --src/--ref")
     evaluate.add_argument("--saved-model", help="evaluate this SavedModel instead of the run")
-    evaluate.add_argument(
-        "--split",
-        choices=["train", "validation", "test"],
-        help="split of the configured data (default: eval.split)",
-    )
+    evaluate.add_argument("--split", choices=["train", "validation", "test"], help=SPLIT_HELP)
     evaluate.add_argument("--src", help="source sentences, one per line")
     evaluate.add_argument("--ref", help="reference translations, one per line")
-    evaluate.add_argument(
-        "--output-dir",
-        help="where eval/ and metrics.jsonl go (default: the run directory, or . for a SavedModel)",
-    )
-    evaluate.add_argument(
-        "--tokenize",
-        help="sacrebleu tokenizer for BLEU, e.g. 13a, intl, "
-        "none for already tokenized text (default: eval.tokenize)",
-    )
+    evaluate.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
+    evaluate.add_argument("--tokenize", help="sacrebleu tokenizer: 13a, intl, none, ...")
     evaluate.add_argument("--lowercase", action="store_true", help="lower-cased BLEU")
-    _add_checkpoint_args(evaluate)
-    _add_decoding_args(evaluate)
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.add_argument("--beam-size", type=int, help="1 for greedy search")
+    evaluate.add_argument("--length-penalty", type=float, help="GNMT alpha for beam search")
+    checkpoint_args(evaluate)
 
-    export = commands.add_parser(
-        "export", help="write a SavedModel (or a CTranslate2 model) of the latest checkpoint"
-    )
-    _add_config_args(export)
-    export.add_argument(
-        "--format",
-        choices=["saved_model", "ctranslate2"],
-        default="saved_model",
-        help="saved_model: TensorFlow SavedModel; ctranslate2: a CTranslate2 "
-        "model directory with the tokenizer files (needs pip install "
-        "'transformer_tf[ctranslate2]')",
-    )
-    export.add_argument(
-        "--output",
-        help="directory (default: export.directory or "
-        "<run_dir>/export; <run_dir>/ctranslate2 for --format ctranslate2)",
-    )
-    export.add_argument(
-        "--tokenizer",
-        choices=["included", "none"],
-        default="included",
-        help="included: strings in and out (needs tensorflow-text); none: "
-        "token ids in and out, core TensorFlow ops only (for saved_model_cli "
-        "run and servers without tensorflow-text)",
-    )
-    _add_checkpoint_args(export)
-    export.set_defaults(func=cmd_export)
+    export = command("export", cmd_export, "write a SavedModel (or CTranslate2 model)")
+    export.add_argument("--format", choices=FORMATS, default=FORMATS[0], help=FORMAT_HELP)
+    export.add_argument("--output", help="directory (default: export.directory or the run's)")
+    export.add_argument("--tokenizer", choices=TOKENIZERS, default="included", help=TOKENIZER_HELP)
+    checkpoint_args(export)
 
-    build_vocab = commands.add_parser(
-        "build-vocab", help="build the run's tokenizers from the training split, and stop"
-    )
-    _add_config_args(build_vocab, required=True)
-    build_vocab.set_defaults(func=cmd_build_vocab)
+    command("build-vocab", cmd_build_vocab, "build the run's tokenizers, and stop", True)
 
-    translate = commands.add_parser("translate", help="translate sentences with a SavedModel")
-    _add_config_args(translate)
+    translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
     translate.add_argument("--saved-model", help="SavedModel directory")
     translate.add_argument("--input", help="file of sentences, one per line (default: stdin)")
     translate.add_argument("--output", help="file for the translations (default: stdout)")
     translate.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
-    translate.add_argument(
-        "--attention",
-        metavar="FILE.png",
-        help="with --config/--run-dir: save the encoder-decoder attention "
-        "of one sentence as an image",
-    )
-    translate.add_argument(
-        "--n-best",
-        type=int,
-        metavar="N",
-        help="with --config/--run-dir: print the N best translations of "
-        "each sentence by beam search, as `index ||| text ||| score` "
-        "(best first by the length-penalised score; score: summed "
-        "log-probability)",
-    )
+    translate.add_argument("--attention", metavar="FILE.png", help=ATTENTION_HELP)
+    translate.add_argument("--n-best", type=int, metavar="N", help=N_BEST_HELP)
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
-    translate.set_defaults(func=cmd_translate)
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the command line with `argv` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     if not log.handlers:

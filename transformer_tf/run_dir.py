@@ -12,11 +12,12 @@ checker of its `config.yaml`.
 """
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from transformer_tf.config import Config, ModelConfig, config_from_dict, save_config
+from transformer_tf.config import Config, ModelConfig, config_from_dict, load_config, save_config
 from transformer_tf.errors import UserError
 
 # Model settings that may change when a run is resumed: the weights fit either way.
@@ -82,3 +83,21 @@ class RunDir:
 def saved_model_dir(config):
     """Where the run's SavedModel goes: `export.directory`, or `<run_dir>/export`."""
     return Path(config.export.directory or RunDir(config.run_dir).export)
+
+
+def load_run_config(
+    config_file: str | None = None, run_dir: str | None = None, overrides: Sequence[str] = ()
+) -> Config:
+    """The config of a run: the YAML file `config_file` (its run_dir replaced by `run_dir`),
+    else the resolved config saved in `run_dir`; `key.path=value` overrides applied.
+
+    Raises:
+        UserError: neither is given, or the file or run directory is not usable.
+    """
+    if config_file:
+        config = load_config(config_file, overrides)
+        config.run_dir = run_dir or config.run_dir
+        return config
+    if run_dir:
+        return RunDir(run_dir).read_config(overrides)
+    raise UserError("pass --config FILE (or --run-dir DIR of a trained run).")

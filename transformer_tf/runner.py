@@ -7,7 +7,9 @@ that chain; the modules it calls do not reach back up it.
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
@@ -22,9 +24,12 @@ from transformer_tf.data.tokenizers import (
 )
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.evaluate import evaluate
-from transformer_tf.inference.translator import Translator
+from transformer_tf.inference.translator import ServedTranslator, Translator
 from transformer_tf.model import build_model
 from transformer_tf.run_dir import RunDir, saved_model_dir
+
+if TYPE_CHECKING:  # the trainer module is imported when a run trains
+    from transformer_tf.training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +47,13 @@ class Runner:
         config: the run's `Config` (from `load_config`, or `RunDir.read_config` for a
             trained run).
 
-    Example:
-        >>> runner = Runner(load_config("configs/quickstart.yaml"))
-        >>> result = runner.train()                 # or resume
-        >>> runner.evaluate("test")["bleu"]
-        >>> runner.export()["directory"]            # <run_dir>/export
+    Example (trains for minutes, so not run as a doctest):
+        >>> runner = Runner(load_config("configs/quickstart.yaml"))  # doctest: +SKIP
+        >>> result = runner.train()  # or resume  # doctest: +SKIP
+        >>> runner.evaluate("test")["bleu"]  # doctest: +SKIP
+        99.0
+        >>> runner.export()["directory"]  # doctest: +SKIP
+        'runs/quickstart/export'
     """
 
     def __init__(self, config: Config):
@@ -57,13 +64,13 @@ class Runner:
         self._trained = None  # (model, step) after `train`
 
     @classmethod
-    def from_run_dir(cls, run_dir, overrides=()) -> "Runner":
+    def from_run_dir(cls, run_dir: str | Path, overrides: Sequence[str] = ()) -> "Runner":
         """The runner of a trained run, from the config saved in `run_dir`."""
         return cls(RunDir(run_dir).read_config(overrides))
 
     # -- what the run is made of ------------------------------------------------------------
 
-    def split(self, name):
+    def split(self, name: str) -> tuple[list[str], list[str]]:
         """(sources, targets) of the split `name` of the configured data, loaded once."""
         if name not in self._splits:
             self._splits[name] = load_splits(self.config.data, [name])[name]
@@ -131,7 +138,7 @@ class Runner:
         splits = {name: self.split(name) for name in ("train", "validation")}
         return Trainer(self.config, strategy, splits, self.tokenizers())
 
-    def train(self):
+    def train(self) -> "TrainResult":
         """Train the run, or resume it from its latest checkpoint. Returns a `TrainResult`."""
         trainer = self.trainer()
         result = trainer.run()
@@ -150,10 +157,12 @@ class Runner:
 
     # -- decode, evaluate, export ----------------------------------------------------------
 
-    def translator(self, average_last=1, best=False) -> Translator:
+    def translator(self, average_last: int | None = None, best: bool = False) -> Translator:
         """The run's `Translator`, decoding as the `eval` section says, with the trained
         weights: those in memory after `train`, else the latest checkpoint; or the mean of
-        the last `average_last` checkpoints, or the best by validation (both from disk)."""
+        the last `average_last` checkpoints (default `eval.average_last`), or the best by
+        validation (both from disk)."""
+        average_last = average_last or self.config.eval.average_last
         if self._trained is not None and average_last == 1 and not best:
             model, step = self._trained
         else:
@@ -164,7 +173,13 @@ class Runner:
             model, *self.tokenizers(), self.config.eval, step=step, averaged=average_last
         )
 
-    def evaluate(self, split=None, files=None, translator=None, output_dir=None):
+    def evaluate(
+        self,
+        split: str | None = None,
+        files: tuple[str, str] | None = None,
+        translator: Translator | ServedTranslator | None = None,
+        output_dir: str | Path | None = None,
+    ) -> dict:
         """Decode and score a split of the run's data (default `eval.split`), or
         `files=(source_file, reference_file)`; record it in `output_dir` (default: the run
         directory). `translator` defaults to `self.translator()`.
@@ -189,12 +204,12 @@ class Runner:
 
     def export(
         self,
-        output=None,
-        export_format="saved_model",
-        tokenizer="included",
-        average_last=1,
-        best=False,
-    ):
+        output: str | Path | None = None,
+        export_format: str = "saved_model",
+        tokenizer: str = "included",
+        average_last: int | None = None,
+        best: bool = False,
+    ) -> dict:
         """Write `self.translator(average_last, best)` as a SavedModel
         (`tokenizer="none"`: token ids in and out, core TensorFlow ops only) or as a
         CTranslate2 model; then load it back and translate one sentence of `eval.split`

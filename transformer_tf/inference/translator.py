@@ -4,11 +4,14 @@ The same `Translator` serves evaluation in this process and is what `export` sav
 SavedModel, so a served model decodes exactly as `evaluate` scored it.
 """
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, encode_source
+from transformer_tf.errors import UserError
 from transformer_tf.inference.search import beam_search, decode, output_budgets
 from transformer_tf.model.masks import create_padding_mask
 from transformer_tf.model.transformer import decoder_attention_key
@@ -17,6 +20,8 @@ from transformer_tf.model.transformer import decoder_attention_key
 # core idle much of the time; a second batch in flight fills it (measured on 2 cores:
 # 1.6 times the sentences per second of one batch at a time, same outputs).
 BATCHES_IN_FLIGHT = 2
+
+log = logging.getLogger("transformer_tf")
 
 
 def translate_in_batches(translate, sentences, batch_size=64):
@@ -64,9 +69,11 @@ class Translator(tf.Module):
 
     A trained run's translator comes from `Runner(config).translator()`.
 
-    Example:
-        >>> translator = Translator(model, source_tokenizer, target_tokenizer, EvalConfig())
-        >>> translator(tf.constant(["The cat sat on the mat."]))["translations"]
+    Example (needs a trained model and its tokenizers, so not run as a doctest):
+        >>> translator = Translator(model, source, target, EvalConfig())  # doctest: +SKIP
+        >>> sentences = tf.constant(["The cat sat on the mat."])
+        >>> translator(sentences)["translations"]  # doctest: +SKIP
+        <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'Die Katze ...'], dtype=object)>
     """
 
     def __init__(
@@ -107,11 +114,13 @@ class Translator(tf.Module):
             "truncated": truncated,
         }
 
-    def translate(self, sentences, batch_size=64):
+    def translate(self, sentences: list[str], batch_size: int = 64) -> list[str]:
         """Translate a Python list of strings, batched by length, in input order."""
         return translate_in_batches(self, sentences, batch_size)["translations"]
 
-    def n_best(self, sentences, n, batch_size=64):
+    def n_best(
+        self, sentences: list[str], n: int, batch_size: int = 64
+    ) -> list[list[tuple[str, float]]]:
         """Each sentence's `n` best translations by beam search (of `n` beams, or more if
         the config says so): a list per sentence of (translation, score) pairs, best
         first; score is the summed log-probability."""
@@ -128,7 +137,7 @@ class Translator(tf.Module):
                 results.append(list(zip(texts[row * n : (row + 1) * n], row_scores)))
         return results
 
-    def attention(self, sentence):
+    def attention(self, sentence: str) -> dict:
         """Translate one sentence and return what its decoder attended to.
 
         Returns {"translation": str, "source_tokens": [pieces], "target_tokens": [pieces,
@@ -168,13 +177,33 @@ class ServedTranslator:
     """A SavedModel exported by this package, behind the `Translator`'s list interface.
 
     Loading it needs only TensorFlow and tensorflow-text.
+
+    Args:
+        directory: str or Path, the SavedModel directory.
+
+    Raises:
+        UserError: `directory` holds no SavedModel.
     """
 
     def __init__(self, directory):
         import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
 
+        if not (Path(directory) / "saved_model.pb").is_file():
+            raise UserError(
+                f"no SavedModel in '{directory}'; run `transformer-tf export` first "
+                "or pass --saved-model DIR."
+            )
         self.step = None  # not recorded in the SavedModel
         self.signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
 
-    def translate(self, sentences, batch_size=64):
-        return translate_in_batches(self.signature, sentences, batch_size)["translations"]
+    def translate(self, sentences: list[str], batch_size: int = 64) -> list[str]:
+        """Translations of `sentences` (a list of str), in order; a warning names each
+        sentence longer than the model reads (its end is not translated)."""
+        outputs = translate_in_batches(self.signature, sentences, batch_size)
+        for number, truncated in enumerate(outputs["truncated"], start=1):
+            if truncated:
+                log.warning(
+                    "warning: line %d is longer than the model reads; its end was not translated.",
+                    number,
+                )
+        return outputs["translations"]
