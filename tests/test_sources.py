@@ -158,3 +158,22 @@ def test_tfds_dataset_not_prepared_without_network_says_what_to_run(tmp_path, mo
         r"ted_hrlr_translate/pt_to_en --data_dir DIR`",
     ):
         sources.load_splits(data)
+
+
+def test_a_split_with_no_text_is_refused_naming_it_and_its_files(tmp_path):
+    """An empty split stops before any tokenizer trains on it (SentencePiece would say only
+    `[!sentences_.empty()]`)."""
+    full = {
+        "source": str(write_lines(tmp_path / "a.en", ["one"])),
+        "target": str(write_lines(tmp_path / "a.de", ["eins"])),
+    }
+    empty = {
+        "source": str(write_lines(tmp_path / "empty.en", ["", " "])),
+        "target": str(write_lines(tmp_path / "empty.de", ["leer", ""])),
+    }
+    data = config_from_dict(
+        {"data": {"source": "text", "train": empty, "validation": full, "test": full}}
+    ).data
+    with pytest.raises(UserError, match=r"the train split \('.*empty\.en' and '.*empty\.de'\) "):
+        sources.load_splits(data)
+    assert sources.load_splits(data, ["validation"])["validation"] == (["one"], ["eins"])

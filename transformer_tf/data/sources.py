@@ -49,7 +49,24 @@ def load_splits(data_config, names=SPLITS):
         splits = _tfds_splits(data_config, names)
     else:
         splits = {name: _file_split(data_config, name) for name in names}
-    return {name: _drop_empty(name, *pairs) for name, pairs in splits.items()}
+    return {
+        name: _drop_empty(name, *pairs, _origin(data_config, name))
+        for name, pairs in splits.items()
+    }
+
+
+def _origin(data_config, split):
+    """Where a split's pairs come from, for messages: its files, or its TFDS dataset."""
+    if data_config.source == "multi30k":
+        return " and ".join(
+            f"'{location}'" for location in multi30k_files(data_config, split)[0].values()
+        )
+    if data_config.source in ("tfds", "ted_hrlr_pt_en"):
+        name = TED_HRLR_PT_EN if data_config.source == "ted_hrlr_pt_en" else data_config.tfds.name
+        return f"TFDS '{name}' split '{getattr(data_config.tfds, f'{split}_split')}'"
+    files = getattr(data_config, split)
+    paths = [files.tsv] if data_config.source == "tsv" else [files.source, files.target]
+    return " and ".join(f"'{path}'" for path in paths)
 
 
 def multi30k_files(data_config, split):
@@ -89,8 +106,15 @@ def _file_split(data_config, split):
     return read_parallel(paths["source"], paths["target"])
 
 
-def _drop_empty(split, sources, targets):
+def _drop_empty(split, sources, targets, origin):
+    """The pairs with text on both sides; a split left with none is refused, naming `origin`
+    (before a tokenizer trains on it or an evaluation divides by it)."""
     kept = [(s, t) for s, t in zip(sources, targets) if s.strip() and t.strip()]
+    if not kept:
+        raise UserError(
+            f"the {split} split ({origin}) has no pair with text on both sides; "
+            "point the config's data section at files that have some."
+        )
     if len(kept) < len(sources):
         log.info(
             "%s: dropped %d of %d pairs with an empty side",
