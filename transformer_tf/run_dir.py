@@ -9,9 +9,13 @@ checker of its `config.yaml`.
     <run_dir>/export/            SavedModel
     <run_dir>/ctranslate2/       CTranslate2 model (export --format ctranslate2)
     <run_dir>/metrics.jsonl      one JSON object per evaluation
+    <run_dir>/train.lock         host and pid of the process training the run, while it does
 """
 
 import dataclasses
+import logging
+import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +23,8 @@ import yaml
 
 from transformer_tf.config import Config, ModelConfig, config_from_dict, load_config, save_config
 from transformer_tf.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Model settings that may change when a run is resumed: the weights fit either way.
 DROPOUTS = ("rate", "attention_dropout", "activation_dropout")
@@ -43,6 +49,7 @@ class RunDir:
         self.export = self.root / "export"
         self.ctranslate2 = self.root / "ctranslate2"
         self.metrics = self.root / "metrics.jsonl"
+        self.lock = self.root / "train.lock"
 
     def read_config(self, overrides=()) -> Config:
         """The resolved config saved by training, with `key.path=value` overrides applied.
@@ -62,6 +69,43 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(config, self.config)
 
+    def take_lock(self):
+        """Make this process the one that trains the run: write `train.lock` with this
+        host and pid. A lock left by a process of this host that is gone (killed, crashed)
+        is taken over with a warning; a live holder, or one on another host, is refused.
+
+        Raises:
+            UserError: another process holds the lock.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self.lock.read_text(encoding="utf-8").strip()
+                if holder == me:
+                    return
+                if not _is_gone(holder):
+                    raise UserError(
+                        f"'{self.root}' is being trained by process {holder!r} (host pid, "
+                        f"from {self.lock}); wait for it, stop it, or delete the lock file if "
+                        "that process is gone."
+                    ) from None
+                log.warning("taking over %s: its process %r is gone", self.lock, holder)
+                self.lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(me + "\n")
+            return
+        raise UserError(f"could not take {self.lock}: another process keeps taking it.")
+
+    def release_lock(self):
+        """Remove `train.lock` if this process holds it."""
+        me = f"{socket.gethostname()} {os.getpid()}"
+        if self.lock.is_file() and self.lock.read_text(encoding="utf-8").strip() == me:
+            self.lock.unlink()
+
     def check_same_model(self, config):
         """Refuse to reuse this run directory when its saved model shape differs from
         `config`'s (the checkpoints would not fit)."""
@@ -78,6 +122,21 @@ class RunDir:
                     f"the config asks for {new}; use another run_dir or the same "
                     "model settings."
                 )
+
+
+def _is_gone(holder):
+    """Whether the process of a lock's "host pid" has ended: known only on this host (on
+    another, it counts as alive)."""
+    host, _, pid = holder.rpartition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def saved_model_dir(config):

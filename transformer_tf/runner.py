@@ -114,8 +114,9 @@ class Runner:
 
     def trainer(self):
         """The run's `Trainer`, restored from the latest checkpoint if there is one: the
-        vocabularies built (or loaded), the model shape checked against the run directory's
-        and the resolved config written there."""
+        run directory locked for this process (`train` releases it), the vocabularies built
+        (or loaded), the model shape checked against the run directory's and the resolved
+        config written there."""
         # Imported here: the strategy must be made before TensorFlow does any other work
         # (multi-worker collectives cannot be configured after), so nothing above builds ops.
         from transformer_tf.training.distribute import is_chief, make_strategy
@@ -123,6 +124,8 @@ class Runner:
 
         strategy = make_strategy(self.config.distribute)
         chief = is_chief(strategy)
+        if chief:  # before anything is written to the run directory
+            self.run_dir.take_lock()
         train = self.config.train
         if train.deterministic:
             tf.config.experimental.enable_op_determinism()
@@ -140,8 +143,11 @@ class Runner:
 
     def train(self) -> "TrainResult":
         """Train the run, or resume it from its latest checkpoint. Returns a `TrainResult`."""
-        trainer = self.trainer()
-        result = trainer.run()
+        try:
+            trainer = self.trainer()
+            result = trainer.run()
+        finally:
+            self.run_dir.release_lock()
         self._trained = (self._float32_copy(trainer.model, trainer.strategy), result.step)
         return result
 
