@@ -46,11 +46,12 @@ def _config(args, required=True):
 
 
 def _runner(args, required=True):
+    config = _config(args, required)  # checked before TensorFlow loads: errors come fast
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.runner import Runner
 
-    return Runner(_config(args, required))
+    return Runner(config)
 
 
 def _print_evaluation(result):
