@@ -1,9 +1,14 @@
 """Config mistakes stop the command line with one sentence naming the key, no traceback."""
 
+import dataclasses
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transformer_tf.cli import main
-from transformer_tf.config import load_config
+from transformer_tf.config import Config, config_from_dict, load_config
+from transformer_tf.errors import UserError
 
 from conftest import QUICKSTART
 
@@ -128,3 +133,82 @@ def test_averaging_needs_the_checkpoints_kept(capsys):
     )
     assert code == 2
     assert "'eval.average_last' (50) is more checkpoints than 'train.keep_checkpoints'" in err
+
+
+# -- properties: any YAML values, any --set string: a config or a UserError, nothing else ----
+
+_KEYS = {
+    section.name: [f.name for f in dataclasses.fields(section.type)]
+    for section in dataclasses.fields(Config)
+    if dataclasses.is_dataclass(section.type)
+}
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_SECTION_NAMES = st.sampled_from([*_KEYS, "run_dir", "nonsense"]) | st.text(max_size=8)
+
+
+@st.composite
+def _config_trees(draw):
+    """Mostly real section and key names, with values of any YAML type."""
+    tree = {}
+    for section in draw(st.lists(_SECTION_NAMES, max_size=4)):
+        if section in _KEYS and draw(st.booleans()):
+            keys = st.sampled_from(_KEYS[section]) | st.text(max_size=6)
+            tree[section] = draw(st.dictionaries(keys, _VALUES, max_size=4))
+        else:
+            tree[section] = draw(_VALUES)
+    return tree
+
+
+def _config_or_user_error(values, overrides=()):
+    try:
+        config = config_from_dict(values, "prop.yaml", overrides)
+    except UserError:
+        return
+    assert isinstance(config, Config)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_config_trees())
+def test_any_yaml_values_give_a_config_or_a_user_error(values):
+    _config_or_user_error(values)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.text(max_size=30)
+        | st.builds(
+            "{}.{}={}".format,
+            st.sampled_from(list(_KEYS)),
+            st.sampled_from(sorted({k for keys in _KEYS.values() for k in keys})),
+            st.text(max_size=12),
+        ),
+        max_size=3,
+    )
+)
+def test_any_set_strings_give_a_config_or_a_user_error(overrides):
+    _config_or_user_error({}, overrides)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_any_yaml_text_gives_a_config_or_a_user_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("yaml") / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_config(path)
+    except UserError:
+        pass

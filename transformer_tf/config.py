@@ -297,7 +297,13 @@ def _apply_override(tree, assignment):
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override '{assignment}': '{key}' is not a section.")
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise ConfigError(
+            f"override '{assignment}': the value is not valid YAML ({problem}); quote it."
+        ) from None
 
 
 def _check(config, source):
