@@ -1,8 +1,10 @@
 """Shared fixtures and helpers: tiny trained runs (one per session), a small corpus and
 tokenizers, a small untrained model, TensorBoard readers."""
 
+import contextlib
 import gzip
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -117,6 +119,24 @@ def serve_in_fresh_process(export_dir, sentences):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def captured_log(name="transformer_tf"):
+    """The messages logged under `name` inside the block, as a list of strings (whatever
+    handlers the CLI has set up, which stop caplog's root handler from seeing them)."""
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def run_quietly(args, **kwargs):

@@ -1,5 +1,7 @@
 """Checkpoints: what a restore brings back (weights, optimizer slots, step), averaging,
-and checkpoints written by earlier versions."""
+checkpoints written by earlier versions, damaged checkpoints and a full disk."""
+
+import errno
 
 import numpy as np
 import tensorflow as tf
@@ -10,6 +12,8 @@ from transformer_tf.config import ModelConfig
 from transformer_tf.model import build_model
 from transformer_tf.run_dir import RunDir
 from transformer_tf.runner import Runner
+
+from conftest import captured_log, tiny_args
 
 
 def test_checkpoint_restores_weights_optimizer_slots_and_step(each_trained_run):
@@ -89,3 +93,56 @@ def test_a_checkpoint_of_version_0_1_layer_names_still_loads(tmp_path):
         np.testing.assert_array_equal(mine, saved_value)
     # The old names were only borrowed for the restore.
     assert not hasattr(restored.decoder.dec_layers[0], "mha1")
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_with_a_warning(copy_run, capsys):
+    """A checkpoint cut short (a full disk, a copy stopped) or missing a file: evaluation
+    and resumed training fall back to the newest one that reads back whole, and say so."""
+    checkpoints = copy_run / "checkpoints"
+    data = checkpoints / "ckpt-150.data-00000-of-00001"
+    with open(data, "r+b") as handle:
+        handle.truncate(data.stat().st_size // 2)
+    config = RunDir(copy_run).read_config()
+    with captured_log() as messages:
+        _, step = restore_model(copy_run, config.model)
+    assert step == 100
+    assert any("skipping checkpoint" in m and "ckpt-150: it does not" in m for m in messages)
+    assert main(["export", "--run-dir", str(copy_run), "--average-last", "2"]) == 2
+    assert "only 1 of the 2 checkpoints" in capsys.readouterr().err
+    # Training resumes from ckpt-100 and writes a whole ckpt-150 again.
+    assert main(["train", *tiny_args(copy_run), "--no-eval", "--no-export"]) == 0
+    err = capsys.readouterr().err
+    assert "skipping checkpoint" in err and "resumed from" in err and "ckpt-100 at step 100" in err
+    _, step = restore_model(copy_run, config.model)
+    assert step == 150
+    # Neither checkpoint whole: resuming refuses in one sentence instead of starting over.
+    (checkpoints / "ckpt-100.index").unlink()
+    (checkpoints / "ckpt-150.index").write_bytes(b"not an index")
+    assert main(["train", *tiny_args(copy_run, "train.steps=200")]) == 2
+    assert "none of the 2 checkpoints" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_a_save_stops_the_run_and_keeps_the_last_checkpoint(
+    copy_run, monkeypatch, capsys
+):
+    checkpoints = copy_run / "checkpoints"
+    real_save = tf.train.CheckpointManager.save
+
+    def save_on_a_full_disk(manager, checkpoint_number=None, **kwargs):
+        # Half a data file is written, then the device is full.
+        (checkpoints / f"ckpt-{checkpoint_number}.data-00000-of-00001").write_bytes(b"\0" * 64)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", save_on_a_full_disk)
+    assert main(["train", *tiny_args(copy_run, "train.steps=200")]) == 2
+    err = capsys.readouterr().err
+    assert "error: no space left on the device of" in err and "step 200" in err
+    assert "resumes from" in err and "ckpt-150, which is intact" in err
+    assert not list(checkpoints.glob("ckpt-200*"))  # nothing half-written is left
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-150")
+    # Space freed: the same command resumes from ckpt-150.
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    args = [*tiny_args(copy_run, "train.steps=200"), "--no-eval", "--no-export"]
+    assert main(["train", *args]) == 0
+    assert "resumed from" in capsys.readouterr().err
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-200")

@@ -1,7 +1,6 @@
 """The run directory: its config.yaml read back, a run of another model shape refused, and
 one trainer at a time."""
 
-import logging
 import os
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from transformer_tf.cli import main
 from transformer_tf.errors import UserError
 from transformer_tf.run_dir import RunDir
 
-from conftest import tiny_args
+from conftest import captured_log, tiny_args
 
 
 def test_resuming_with_another_model_shape_is_refused(copy_run, capsys):
@@ -37,7 +36,7 @@ def _ended_pid():
     return process.pid
 
 
-def test_one_trainer_per_run_directory(tmp_path, caplog):
+def test_one_trainer_per_run_directory(tmp_path):
     run_dir = RunDir(tmp_path / "run")
     run_dir.take_lock()
     here = socket.gethostname()
@@ -50,9 +49,9 @@ def test_one_trainer_per_run_directory(tmp_path, caplog):
             run_dir.take_lock()
     # A lock whose process ended (SIGKILL, crash) is taken over, with a warning.
     run_dir.lock.write_text(f"{here} {_ended_pid()}\n")
-    with caplog.at_level(logging.WARNING, logger="transformer_tf"):
+    with captured_log() as messages:
         run_dir.take_lock()
-    assert "its process" in caplog.text and "is gone" in caplog.text
+    assert any("its process" in m and "is gone" in m for m in messages)
     run_dir.release_lock()
     assert not run_dir.lock.exists()
 

@@ -2,12 +2,20 @@
 model restored from the latest, the best by validation, or the mean of the last N."""
 
 import contextlib
+import logging
 
 import tensorflow as tf
 
 from transformer_tf.errors import UserError
 from transformer_tf.model import build_model
 from transformer_tf.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+# What reading a damaged checkpoint raises: a missing or truncated index (NotFoundError,
+# DataLossError), a truncated data file (IndexError: "Read less bytes than requested"), a
+# corrupted one (DataLossError: checksum).
+DAMAGED = (tf.errors.OpError, IndexError, ValueError)
 
 
 def checkpoint_paths(run_dir, best=False):
@@ -56,6 +64,25 @@ def restore_checkpoint(checkpoint, path, model):
         return checkpoint.restore(path).assert_existing_objects_matched()
 
 
+def restore_intact(checkpoint, paths, model):
+    """Restore `paths` into `checkpoint` (holding `model`) newest first, yielding each
+    (path, status) that reads back whole; a damaged one (truncated, a file missing) is
+    skipped with a warning that names it and why."""
+    for path in reversed(paths):
+        try:
+            status = restore_checkpoint(checkpoint, path, model)
+        except DAMAGED as err:
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            log.warning(
+                "skipping checkpoint %s: it does not read back (%s: %s)",
+                path,
+                type(err).__name__,
+                reason,
+            )
+            continue
+        yield path, status
+
+
 def restore_model(run_dir, model_config, average_last=1, best=False):
     """A float32 model with the weights of the latest checkpoint in `run_dir` (or the mean
     of the last `average_last` checkpoints, or the best by validation), and its step.
@@ -76,13 +103,22 @@ def restore_model(run_dir, model_config, average_last=1, best=False):
         )
     model = build_model(model_config)
     checkpoint = tf.train.Checkpoint(model=model)
-    total = None
-    for path in paths[-average_last:]:
+    total, restored = None, []
+    for path, status in restore_intact(checkpoint, paths, model):
         # Every model weight must come back; the optimizer's entries are not needed here.
-        restore_checkpoint(checkpoint, path, model).expect_partial()
+        status.expect_partial()
         weights = [v.numpy() for v in model.trainable_variables]
         total = weights if total is None else [t + w for t, w in zip(total, weights)]
+        restored.append(path)
+        if len(restored) == average_last:
+            break
+    if len(restored) < average_last:
+        raise UserError(
+            f"only {len(restored)} of the {len(paths)} checkpoints in '{run_dir}' read back "
+            f"whole (the warnings above say why), {average_last} needed; lower "
+            "--average-last, or train on to write new ones."
+        )
     if average_last > 1:
         for variable, summed in zip(model.trainable_variables, total):
             variable.assign(summed / average_last)
-    return model, checkpoint_step(paths[-1])
+    return model, checkpoint_step(restored[0])

@@ -7,6 +7,7 @@ learning rate, optimizer state, dropout random state and position in the data.
 """
 
 import dataclasses
+import errno
 import logging
 import math
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from transformer_tf.checkpoints import restore_checkpoint
+from transformer_tf.checkpoints import checkpoint_paths, restore_intact
 from transformer_tf.data.pipeline import count_too_long, distributed_train_dataset, eval_dataset
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
@@ -36,6 +37,16 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
+
+
+def _out_of_space(err):
+    """Whether a write failed because its device is full (ENOSPC, from Python or from
+    TensorFlow's file system)."""
+    return (
+        getattr(err, "errno", None) == errno.ENOSPC
+        or isinstance(err, tf.errors.ResourceExhaustedError)
+        or "No space left on device" in str(err)
+    )
 
 
 @dataclasses.dataclass
@@ -98,9 +109,16 @@ class Trainer:
             max_to_keep=1,
             checkpoint_name="best",
         )
-        latest = tf.train.latest_checkpoint(str(self.run_dir.checkpoints))  # every worker
-        if latest:
-            restore_checkpoint(self.checkpoint, latest, self.model)
+        paths = checkpoint_paths(self.run_dir.root)  # every worker
+        if paths:
+            # The newest checkpoint that reads back whole: a damaged one is skipped.
+            latest, _ = next(restore_intact(self.checkpoint, paths, self.model), (None, None))
+            if latest is None:
+                raise UserError(
+                    f"none of the {len(paths)} checkpoints in '{self.run_dir.checkpoints}' "
+                    "reads back whole (the warnings above say why); move them away to "
+                    "train from scratch."
+                )
             log.info("resumed from %s at step %d", latest, int(self.step))
         # Made once: its compiled search is traced at the first evaluation, not at each.
         self.translator = Translator(
@@ -261,7 +279,25 @@ class Trainer:
             tf.summary.scalar("tokens_per_second", window.tokens_per_second())
 
     def _save(self, step, manager=None):
-        path = (manager or self.manager).save(checkpoint_number=step)
+        manager = manager or self.manager
+        try:
+            path = manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as err:
+            if not _out_of_space(err):
+                raise
+            # The checkpoint list is written last, so it still names only whole checkpoints;
+            # what this save left half-written is removed so nothing else mistakes it for one.
+            name = "best" if manager is self.best_manager else "ckpt"
+            for partial in Path(manager.directory).glob(f"{name}-{step}[._]*"):
+                if partial.is_dir():
+                    shutil.rmtree(partial)
+                else:
+                    partial.unlink()
+            raise UserError(
+                f"no space left on the device of '{manager.directory}' while saving the "
+                f"checkpoint of step {step}; free some space and run the same command: it "
+                f"resumes from {manager.latest_checkpoint or 'the start'}, which is intact."
+            ) from None
         log.info("saved checkpoint %s", path)
 
     # -- evaluation -----------------------------------------------------------------------
