@@ -7,7 +7,7 @@ import sacrebleu
 from transformer_tf.cli import main
 from transformer_tf.config import load_config
 
-from conftest import read_scalars, tiny_args
+from conftest import read_scalars, tiny_args, write_lines
 
 
 def test_rerunning_continues_from_the_last_step(copy_run, capsys):
@@ -108,3 +108,17 @@ def test_evaluating_an_average_records_it_beside_the_single_checkpoint(copy_run,
     assert main([*command, "--set", "eval.average_last=2"]) == 0
     assert "step 150, mean of the last 2 checkpoints)" in capsys.readouterr().out
     assert (copy_run / "eval" / "test-step150-mean2.hyp.txt").read_text("utf-8") == averaged
+
+
+def test_translate_20000_lines_in_order(trained_run, tmp_path):
+    """A large input is translated in bounded batches, every line in its place."""
+    distinct = ["A dog sleeps.", "The cat sat on the mat.", "", "A man reads a book."]
+    lines = [distinct[i * 7 % 4] for i in range(20_000)]
+    source, output = write_lines(tmp_path / "in.txt", lines), tmp_path / "out.txt"
+    args = ["--saved-model", str(trained_run / "export"), "--input", str(source)]
+    assert main(["translate", *args, "--output", str(output)]) == 0
+    translated = output.read_text(encoding="utf-8").splitlines()
+    assert len(translated) == 20_000
+    by_source = dict(zip(lines[:4], translated[:4]))
+    assert [by_source[line] for line in lines] == translated
+    assert by_source[""] == "" and all(by_source[s] for s in distinct if s)

@@ -90,3 +90,26 @@ def test_saved_model_translates_in_a_process_without_this_package(each_trained_r
     evaluated = (each_trained_run / "eval" / "test-step150.hyp.txt").read_text().splitlines()[0]
     assert served["translations"][0] == evaluated
     assert served["translations"][1] and all(s < 0 for s in served["scores"])
+
+
+def test_the_served_model_survives_hostile_input(trained_run):
+    """Any bytes a client sends: one bad line gives a translation, never a failed batch."""
+    import tensorflow_text  # noqa: F401  (the SentencePiece ops)
+
+    serve = tf.saved_model.load(str(trained_run / "export")).signatures["serving_default"]
+    sentences = [
+        b"A dog sleeps.",
+        b"\xff\xfe not UTF-8 \xc3",  # invalid bytes
+        b" \t\x01\x02 ",  # whitespace and control characters only
+        b"",
+        ("The cat sat on the mat. " * 45_000).encode(),  # about 1 MB
+    ]
+    outputs = serve(sentences=tf.constant(sentences))
+    translations = outputs["translations"].numpy()
+    assert len(translations) == 5
+    assert translations[0] and translations[4]
+    for text in translations:
+        text.decode("utf-8")  # every output is valid UTF-8
+    assert outputs["truncated"].numpy().tolist() == [False, False, False, False, True]
+    alone = serve(sentences=tf.constant([b"A dog sleeps."]))["translations"].numpy()[0]
+    assert alone == translations[0]  # the bad lines did not change the good one's output

@@ -89,8 +89,15 @@ class Translator(tf.Module):
 
     def encode(self, sentences):
         """[batch] strings -> (source ids [batch, len], decoding budgets [batch])."""
-        source, _ = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
+        source, _ = self._source_ids(sentences)
         return source, self.budgets(source)
+
+    def _source_ids(self, sentences):
+        """(source ids [batch, len], truncated [batch] bool) of [batch] strings. Bytes that
+        are not UTF-8 become U+FFFD first: a served model takes any bytes from a client, and
+        one bad line must not fail its whole batch."""
+        sentences = tf.strings.unicode_transcode(sentences, "UTF-8", "UTF-8", errors="replace")
+        return encode_source(self.source_tokenizer, sentences, self.model.pe_input)
 
     def budgets(self, source):
         """Most tokens each sentence may produce, EOS included: [batch] int32."""
@@ -106,7 +113,7 @@ class Translator(tf.Module):
         float32 (summed log-probabilities of the output tokens), "truncated": [batch] bool
         (the input had more tokens than the model reads, `pe_input`; the rest was ignored)}.
         """
-        source, truncated = encode_source(self.source_tokenizer, sentences, self.model.pe_input)
+        source, truncated = self._source_ids(sentences)
         tokens, scores = self.search(source, self.budgets(source))
         return {
             "translations": self.target_tokenizer.detokenize(tokens),
