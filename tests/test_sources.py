@@ -93,6 +93,9 @@ def test_bad_files_stop_with_one_clear_sentence(tmp_path, caplog):
     no_tab = write_lines(tmp_path / "pairs.tsv", ["one\teins", "two zwei"])
     with pytest.raises(UserError, match=r"pairs\.tsv: line 2 has no tab"):
         sources.read_tsv(no_tab)
+    three = write_lines(tmp_path / "three.tsv", ["one\teins", "two\tzwei\tdeux"])
+    with pytest.raises(UserError, match=r"three\.tsv: line 2 has 3 tab-separated fields"):
+        sources.read_tsv(three)
 
     tsv = write_lines(tmp_path / "ok.tsv", ["one\teins", "", "two\t", "three\tdrei"])
     split = {"tsv": str(tsv)}

@@ -163,12 +163,13 @@ def read_tsv(path):
         if not line.strip():
             sources.append(""), targets.append("")  # dropped later with the other empties
             continue
-        if "\t" not in line:
+        fields = line.split("\t")
+        if len(fields) != 2:
+            shape = "no tab" if len(fields) == 1 else f"{len(fields)} tab-separated fields"
             raise UserError(
-                f"{path}: line {number} has no tab; each line must be source<TAB>target."
+                f"{path}: line {number} has {shape}; each line must be source<TAB>target."
             )
-        source, target = line.split("\t", 1)
-        sources.append(source), targets.append(target)
+        sources.append(fields[0]), targets.append(fields[1])
     return sources, targets
 
 
