@@ -18,20 +18,8 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(
     from transformer_tf.inference.export_ctranslate2 import load_ctranslate2, translate_ctranslate2
 
     export = tmp_path / "ct2"
-    assert (
-        main(
-            [
-                "export",
-                "--run-dir",
-                str(each_trained_run),
-                "--format",
-                "ctranslate2",
-                "--output",
-                str(export),
-            ]
-        )
-        == 0
-    )
+    command = ["export", "--run-dir", str(each_trained_run), "--format", "ctranslate2"]
+    assert main([*command, "--output", str(export)]) == 0
     assert "check:" in capsys.readouterr().out
     config = RunDir(each_trained_run).read_config()
     config.eval.beam_size = 1
@@ -52,18 +40,5 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(
         )
         # The package ends an output at its budget with EOS: one token fewer.
         assert target_sp.decode(result[0].hypotheses[0][: budget - 1]) == translation
-    assert (
-        main(
-            [
-                "export",
-                "--run-dir",
-                str(each_trained_run),
-                "--format",
-                "ctranslate2",
-                "--tokenizer",
-                "none",
-            ]
-        )
-        == 2
-    )
+    assert main([*command, "--tokenizer", "none"]) == 2
     assert "drop --tokenizer" in capsys.readouterr().err

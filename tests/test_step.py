@@ -10,20 +10,15 @@ from transformer_tf.training.step import TrainStep
 from conftest import QUICKSTART
 
 
+def _tiny_config(*overrides):
+    """The quickstart config with a one-layer, width-32 model over 40 ids, without dropout."""
+    model = ["num_layers=1", "d_model=32", "dff=64", "rate=0.0"]
+    model += ["input_vocab_size=40", "target_vocab_size=40"]
+    return load_config(QUICKSTART, [f"model.{m}" for m in model] + list(overrides))
+
+
 def test_accumulating_two_batches_is_one_batch_twice_as_large():
-    config = load_config(
-        QUICKSTART,
-        [
-            "model.num_layers=1",
-            "model.d_model=32",
-            "model.dff=64",
-            "model.rate=0.0",
-            "model.input_vocab_size=40",
-            "model.target_vocab_size=40",
-            "train.label_smoothing=0.1",
-            "train.clip_norm=1000.0",
-        ],
-    )
+    config = _tiny_config("train.label_smoothing=0.1", "train.clip_norm=1000.0")
     rng = np.random.default_rng(0)
 
     def batch(rows, length):
@@ -60,18 +55,7 @@ def test_accumulating_two_batches_is_one_batch_twice_as_large():
 
 
 def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
-    config = load_config(
-        QUICKSTART,
-        [
-            "model.num_layers=1",
-            "model.d_model=32",
-            "model.dff=64",
-            "model.rate=0.0",
-            "model.input_vocab_size=40",
-            "model.target_vocab_size=40",
-            "train.clip_norm=0.05",
-        ],
-    )
+    config = _tiny_config("train.clip_norm=0.05")
     rng = np.random.default_rng(1)
     source = rng.integers(4, 40, size=(4, 6)).astype(np.int32)
     target = rng.integers(4, 40, size=(4, 7)).astype(np.int32)
