@@ -1,10 +1,12 @@
-"""One update: gradient accumulation and clipping against hand computations."""
+"""One update: gradient accumulation and clipping against hand computations, and float16
+loss scaling."""
 
 import numpy as np
 import tensorflow as tf
 
 from transformer_tf.config import load_config
 from transformer_tf.model import build_model
+from transformer_tf.training.optimizers import make_optimizer
 from transformer_tf.training.step import TrainStep
 
 from conftest import QUICKSTART
@@ -84,3 +86,25 @@ def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
     np.testing.assert_allclose(reported, norm, rtol=1e-5)
     for b, g, v in zip(before, expected, model.trainable_variables):
         np.testing.assert_allclose(b - v.numpy(), g.numpy(), atol=1e-6)
+
+
+def test_a_float16_overflow_skips_the_update_and_halves_the_loss_scale():
+    config = _tiny_config("train.precision=float16")
+    model = build_model(config.model, "float16")
+    optimizer = make_optimizer(config.train, config.model.d_model)
+    rng = np.random.default_rng(2)
+    source = tf.constant(rng.integers(4, 40, size=(4, 6)), tf.int32)
+    target = tf.constant(rng.integers(4, 40, size=(4, 7)), tf.int32)
+    model(source, target[:, :-1], training=False)
+    optimizer.build(model.trainable_variables)
+    step = TrainStep(model, optimizer, config.train)
+    optimizer.dynamic_scale.assign(1.0)  # no overflow: the update is applied
+    step.update(source, target)
+    assert int(optimizer.iterations) == 1 and float(optimizer.dynamic_scale) == 1.0
+    before = [v.numpy() for v in model.trainable_variables]
+    optimizer.dynamic_scale.assign(2.0**60)  # float16 gradients overflow at this scale
+    step.update(source, target)
+    assert float(optimizer.dynamic_scale) == 2.0**59
+    assert int(optimizer.iterations) == 1  # skipped...
+    for old, new in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(old, new.numpy())  # ...and nothing changed

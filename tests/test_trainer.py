@@ -1,5 +1,5 @@
 """The training loop: losses and TensorBoard, exact resume after a kill, SIGTERM,
-saving, divergence, early stopping, bfloat16."""
+saving, divergence, early stopping, bfloat16 and float16."""
 
 import os
 import signal
@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from transformer_tf.checkpoints import checkpoint_paths
 from transformer_tf.cli import main
+from transformer_tf.runner import Runner
 
 from conftest import ROOT, read_events, read_scalars, tiny_args
 
@@ -232,3 +233,18 @@ def test_early_stopping_fires_and_validation_is_recorded(tmp_path, capsys):
     for tag in ("loss", "accuracy", "bleu", "chrf", "samples", "attention"):
         assert f"validation/{tag}" in tags, tag
     assert sorted(tags["validation/bleu"]) == [10, 20, 30]
+
+
+def test_float16_learns_like_float32_and_a_resumed_run_keeps_its_loss_scale(trained_run, tmp_path):
+    """float16 (what GPUs train with) runs on the CPU too: Keras 3's dynamic loss scaling
+    keeps the updates of float32, and the scale is part of the checkpoint."""
+    run_dir = tmp_path / "fp16"
+    assert main(["train", *tiny_args(run_dir, "train.precision=float16"), "--no-eval"]) == 0
+    loss16 = read_scalars(run_dir / "logs" / "train")["loss"]
+    loss32 = read_scalars(trained_run / "logs" / "train")["loss"]  # the same run in float32
+    assert loss16[150] < 0.8 * loss16[50]
+    assert abs(loss16[150] - loss32[150]) < 0.05 * loss32[150]
+    saved = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "ckpt-150"))
+    [key] = [k for k in saved.get_variable_to_shape_map() if "dynamic_scale" in k]
+    trainer = Runner.from_run_dir(run_dir).trainer()
+    assert float(trainer.optimizer.dynamic_scale) == float(saved.get_tensor(key))
