@@ -72,7 +72,7 @@ def restore_intact(checkpoint, paths, model):
         try:
             status = restore_checkpoint(checkpoint, path, model)
         except DAMAGED as err:
-            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            reason = (str(err).strip().splitlines() or [""])[0][:200]
             log.warning(
                 "skipping checkpoint %s: it does not read back (%s: %s)",
                 path,

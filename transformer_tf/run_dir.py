@@ -78,7 +78,7 @@ class RunDir:
             UserError: another process holds the lock.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        me = f"{socket.gethostname()} {os.getpid()}"
+        me = _this_process()
         for _ in range(2):
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -102,7 +102,7 @@ class RunDir:
 
     def release_lock(self):
         """Remove `train.lock` if this process holds it."""
-        me = f"{socket.gethostname()} {os.getpid()}"
+        me = _this_process()
         if self.lock.is_file() and self.lock.read_text(encoding="utf-8").strip() == me:
             self.lock.unlink()
 
@@ -122,6 +122,11 @@ class RunDir:
                     f"the config asks for {new}; use another run_dir or the same "
                     "model settings."
                 )
+
+
+def _this_process():
+    """This process as a lock names it: "host pid"."""
+    return f"{socket.gethostname()} {os.getpid()}"
 
 
 def _is_gone(holder):
