@@ -7,7 +7,7 @@ import sacrebleu
 from transformer_tf.cli import main
 from transformer_tf.config import load_config
 
-from conftest import read_scalars, tiny_args, write_lines
+from conftest import read_scalars, tiny_args, write_lines, write_records
 
 
 def test_rerunning_continues_from_the_last_step(copy_run, capsys):
@@ -28,7 +28,7 @@ def test_evaluate_prints_bleu_with_signature_and_writes_hypotheses(copy_run, cap
     config = load_config(copy_run / "config.yaml")
     from transformer_tf.data.sources import load_splits
 
-    _, references = load_splits(config.data)["validation"]
+    references = load_splits(config.data)["validation"].targets
     assert len(hypotheses) == len(references) == 40
     record = json.loads((copy_run / "metrics.jsonl").read_text().splitlines()[-1])
     expected = sacrebleu.corpus_bleu(hypotheses, [references]).score
@@ -72,8 +72,8 @@ def test_translate_a_file_keeps_order_blank_lines_and_warns_on_long_lines(
     assert main(["translate", "--saved-model", str(trained_run / "export"), "A dog sleeps."]) == 0
     out, err = capsys.readouterr()
     assert out.splitlines() == [translated[3]]
-    assert "warning: line 3 is longer than the model reads" in err
-    assert "line 1 " not in err and "line 4 " not in err
+    assert "warning: 1 of 4 inputs are longer than the model reads" in err
+    assert "their ends were not used: line 3." in err
 
 
 def test_evaluate_refuses_mismatched_files(trained_run, tmp_path, capsys):
@@ -122,3 +122,46 @@ def test_translate_20000_lines_in_order(trained_run, tmp_path):
     by_source = dict(zip(lines[:4], translated[:4]))
     assert [by_source[line] for line in lines] == translated
     assert by_source[""] == "" and all(by_source[s] for s in distinct if s)
+
+
+def test_rouge_runs_pick_the_best_by_rouge_l_and_evaluate_against_all_answers(
+    trained_fields_run, capsys
+):
+    """The two-field run: validation recorded ROUGE (metrics.jsonl, TensorBoard), the best
+    checkpoint followed ROUGE-L, and `evaluate` prints ROUGE against both answers."""
+    records = [json.loads(line) for line in (trained_fields_run / "metrics.jsonl").open()]
+    validations = [r for r in records if r["split"] == "validation" and "loss" in r]
+    assert [r["step"] for r in validations] == [100, 150]
+    assert all(0 <= r["rouge_l"] <= 100 and "rouge2_mean" in r for r in validations)
+    scalars = read_scalars(trained_fields_run / "logs" / "eval")
+    assert sorted(scalars["validation/rouge_l"]) == [100, 150]
+    best = max(validations, key=lambda r: r["rouge_l"])["step"]
+    assert (
+        (trained_fields_run / "checkpoints" / "best" / "checkpoint")
+        .read_text()
+        .count(f"best-{best}")
+    )
+    assert main(["evaluate", "--run-dir", str(trained_fields_run), "--split", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "ROUGE-1/2/L" in out and "nrefs:2|multi:max|stem:porter" in out
+
+
+def test_generate_answers_json_lines_by_field_name(trained_fields_run, tmp_path, capsys):
+    questions = tmp_path / "questions.jsonl"
+    write_records(
+        questions,
+        [
+            {"question": "The cat sat on the mat.", "context": "a story", "id": 1},
+            {"question": "", "context": ""},
+            {"question": "A dog sleeps.", "context": "a story"},
+        ],
+    )
+    export = str(trained_fields_run / "export")
+    assert main(["generate", "--saved-model", export, "--input", str(questions)]) == 0
+    answers = capsys.readouterr().out.splitlines()
+    assert len(answers) == 3 and answers[0] and answers[1] == "" and answers[2]
+    write_records(questions, [{"question": "Who?"}])
+    assert main(["generate", "--saved-model", export, "--input", str(questions)]) == 2
+    assert "questions.jsonl: line 1 has no string field 'context'; this model takes " in (
+        capsys.readouterr().err
+    )

@@ -1,6 +1,7 @@
 """Config mistakes stop the command line with one sentence naming the key, no traceback."""
 
 import dataclasses
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 
 from transformer_tf.cli import main
 from transformer_tf.config import Config, config_from_dict, load_config
-from transformer_tf.errors import UserError
+from transformer_tf.errors import ConfigError, UserError
 
 from conftest import QUICKSTART
 
@@ -212,3 +213,46 @@ def test_any_yaml_text_gives_a_config_or_a_user_error(tmp_path_factory, text):
         load_config(path)
     except UserError:
         pass
+
+
+JSONL = {
+    "source": "jsonl",
+    "train": {"jsonl": "train.jsonl"},
+    "validation": {"jsonl": "validation.jsonl"},
+    "test": {"jsonl": "test.jsonl"},
+    "source_template": "{question} {context}",
+    "target_field": "answers",
+}
+
+
+@pytest.mark.parametrize(
+    "data, eval_section, message",
+    [
+        ({**JSONL, "test": {}}, {}, "data.source 'jsonl' needs 'data.test.jsonl'"),
+        ({**JSONL, "target_field": None}, {}, "needs 'data.target_field'"),
+        ({**JSONL, "source_template": "{question"}, {}, "'data.source_template': expected '}'"),
+        ({**JSONL, "source_template": "{0}"}, {}, "'{0}' is not a plain field name"),
+        ({**JSONL, "source_template": "{q.a}"}, {}, "'{q.a}' is not a plain field name"),
+        ({**JSONL, "source_template": "no field"}, {}, "names no field"),
+        ({"source_template": "{x}"}, {}, "'data.source_template' reads JSON records"),
+        ({**JSONL, "reference_fields": "answers"}, {}, "'data.reference_fields' must be a list"),
+        (JSONL, {"metrics": ["rouge"]}, "'train.best_metric' is bleu, which 'eval.metrics'"),
+        (JSONL, {"metrics": []}, "'eval.metrics' is empty"),
+        (JSONL, {"metrics": ["rogue"]}, "'eval.metrics' entry 1 must be one of"),
+    ],
+)
+def test_jsonl_templates_and_metrics_are_checked(data, eval_section, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_dict({"data": data, "eval": eval_section})
+
+
+def test_rouge_can_pick_the_best_checkpoint_and_limits_per_side():
+    config = config_from_dict(
+        {
+            "data": {**JSONL, "max_source_length": 256, "max_target_length": 48},
+            "eval": {"metrics": ["rouge"]},
+            "train": {"best_metric": "rouge_l"},
+        }
+    )
+    assert config.data.length_limits() == (256, 48)
+    assert config_from_dict({}).data.length_limits() == (64, 64)

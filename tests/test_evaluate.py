@@ -12,7 +12,7 @@ from conftest import run_quietly
 def test_evaluate_files_matches_the_sacrebleu_command(trained_run, tmp_path, capsys):
     from transformer_tf.data.sources import load_splits
 
-    sources, references = load_splits(RunDir(trained_run).read_config().data)["validation"]
+    sources, references, _ = load_splits(RunDir(trained_run).read_config().data)["validation"]
     src, ref = tmp_path / "val.en", tmp_path / "val.de"
     src.write_text("\n".join(sources) + "\n", encoding="utf-8")
     ref.write_text("\n".join(references) + "\n", encoding="utf-8")

@@ -1,6 +1,7 @@
 """The SavedModel exports: served by TensorFlow's own tools and by a process without this
 package."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -8,9 +9,10 @@ from pathlib import Path
 import tensorflow as tf
 
 from transformer_tf.cli import main
+from transformer_tf.data.templates import fill_template
 from transformer_tf.runner import Runner
 
-from conftest import run_quietly, serve_in_fresh_process
+from conftest import FIELDS_TEMPLATE, run_quietly, serve_in_fresh_process
 
 SAVED_MODEL_CLI = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
 
@@ -113,3 +115,42 @@ def test_the_served_model_survives_hostile_input(trained_run):
     assert outputs["truncated"].numpy().tolist() == [False, False, False, False, True]
     alone = serve(sentences=tf.constant([b"A dog sleeps."]))["translations"].numpy()[0]
     assert alone == translations[0]  # the bad lines did not change the good one's output
+
+
+_SERVE_FIELDS_SCRIPT = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizers' ops
+model = tf.saved_model.load(sys.argv[1])
+serve = model.signatures["serving_default"]
+fields = {name: tf.constant(values) for name, values in json.loads(sys.argv[2]).items()}
+out = serve(**fields)
+print(json.dumps({
+    "inputs": sorted(serve.structured_input_signature[1]),
+    "outputs": [t.decode("utf-8") for t in out["translations"].numpy()],
+    "imported_package": any(m.startswith("transformer_tf") for m in sys.modules)}))
+"""
+
+
+def test_a_template_export_takes_its_fields_by_name_in_a_fresh_process(trained_fields_run):
+    questions = ["The cat sat on the mat.", "A dog sleeps."]
+    result = run_quietly(
+        [
+            sys.executable,
+            "-c",
+            _SERVE_FIELDS_SCRIPT,
+            str(trained_fields_run / "export"),
+            json.dumps({"question": questions, "context": ["a story", "a story"]}),
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["inputs"] == ["context", "question"]
+    assert served["imported_package"] is False
+    # The graph fills the template as training did: the same output as the run's own
+    # translator given the filled-in text.
+    filled = [
+        fill_template(FIELDS_TEMPLATE, {"question": q, "context": "a story"}) for q in questions
+    ]
+    expected = Runner.from_run_dir(trained_fields_run).translator().translate(filled)
+    assert served["outputs"] == expected and all(expected)

@@ -24,7 +24,7 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(
     config = RunDir(each_trained_run).read_config()
     config.eval.beam_size = 1
     translator = Runner(config).translator()
-    sources, _ = load_splits(config.data, ["test"])["test"]
+    sources = load_splits(config.data, ["test"])["test"].sources
     # The last one is longer than its output budget: both must stop at the same token.
     sources = [*sources, " ".join(sources[:8])]
     expected = translator.translate(sources)

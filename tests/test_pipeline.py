@@ -3,7 +3,7 @@
 import tensorflow as tf
 
 from transformer_tf.config import config_from_dict
-from transformer_tf.data.pipeline import count_too_long, length_buckets, train_dataset
+from transformer_tf.data.pipeline import count_length_rules, length_buckets, train_dataset
 
 
 def test_token_budget_batches_and_length_filter(corpus, tokenizers):
@@ -12,7 +12,7 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     config = config_from_dict(
         {"data": {"batch_tokens": 200, "max_length": 24, "pad_to_buckets": True}}
     ).data
-    too_long = count_too_long(german, german, tokenizer, tokenizer, config.max_length)
+    _, too_long = count_length_rules(german, german, tokenizer, tokenizer, config, 10**6)
     lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy() + 2  # BOS/EOS
     assert too_long == int((lengths > config.max_length).sum()) > 0
 
@@ -28,3 +28,25 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     used = {next(b - 1 for b in bounds if n < b) for n in lengths if n <= config.max_length}
     assert shapes == used, (shapes, used)
     assert pairs > batches * 5  # batches are filled by tokens, not one sentence each
+
+
+def test_separate_limits_and_sources_cut_where_the_model_stops_reading(corpus, tokenizers):
+    """Long sources are cut at `source_cut` (pe_input), not dropped; the side limits then
+    drop what is still too long."""
+    english, german = corpus["train"]
+    tokenizer = tokenizers["sentencepiece"]
+    lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy()
+    source_cut, max_target = 12, 20
+    config = config_from_dict(
+        {"data": {"max_source_length": 64, "max_target_length": max_target, "batch_size": 16}}
+    ).data
+    cut, dropped = count_length_rules(german, german, tokenizer, tokenizer, config, source_cut)
+    assert cut == int((lengths + 1 > source_cut).sum()) > 0  # source ids end in EOS
+    assert dropped == int((lengths + 2 > max_target).sum()) > 0  # target: BOS and EOS
+    pairs = 0
+    for src, tgt in train_dataset(
+        german, german, tokenizer, tokenizer, config, seed=1, num_batches=40, source_cut=source_cut
+    ):
+        assert src.shape[1] <= source_cut and tgt.shape[1] <= max_target
+        pairs += int(src.shape[0])
+    assert pairs == 40 * 16

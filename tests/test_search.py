@@ -22,7 +22,7 @@ def translator(trained_run):
 
 @pytest.fixture(scope="module")
 def batch(trained_run, translator):
-    sources, _ = load_splits(RunDir(trained_run).read_config().data)["test"]
+    sources = load_splits(RunDir(trained_run).read_config().data)["test"].sources
     return translator.encode(tf.constant(sources[:24]))
 
 
@@ -100,7 +100,7 @@ def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained
     # stack's final layer norm must match there too.
     config = RunDir(trained_tied_run).read_config()
     translator = Runner(config).translator()
-    sources, _ = load_splits(config.data)["test"]
+    sources = load_splits(config.data)["test"].sources
     batch = translator.encode(tf.constant(sources[:24]))
     cached, cached_scores = greedy_search(translator.model, *batch, cache=True)
     full, full_scores = greedy_search(translator.model, *batch, cache=False)

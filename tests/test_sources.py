@@ -13,7 +13,7 @@ from transformer_tf.data import sources
 from transformer_tf.data.download import cached_path
 from transformer_tf.errors import UserError
 
-from conftest import SPLIT_SIZES, write_lines
+from conftest import SPLIT_SIZES, write_lines, write_records
 
 
 @pytest.fixture()
@@ -42,6 +42,10 @@ def server(tmp_path):
     httpd.server_close()
 
 
+def _as_splits(corpus):
+    return {name: sources.Split(*pair) for name, pair in corpus.items()}
+
+
 def _text_config(base, names, tmp_path, **data):
     files = {
         split: {"source": base + f"{names[split]}.en.gz", "target": base + f"{names[split]}.de.gz"}
@@ -61,9 +65,9 @@ def test_urls_download_once_verified_and_cached(server, corpus, tmp_path):
     digest = hashlib.sha256((root / "train.en.gz").read_bytes()).hexdigest()
     data = _text_config(base, names, tmp_path, sha256={base + "train.en.gz": digest})
 
-    assert sources.load_splits(data) == corpus
+    assert sources.load_splits(data) == _as_splits(corpus)
     assert len(requests) == 6
-    assert sources.load_splits(data) == corpus  # from the cache
+    assert sources.load_splits(data) == _as_splits(corpus)  # from the cache
     assert len(requests) == 6, "a cached file was downloaded again"
 
     wrong = "0" * 64
@@ -104,7 +108,7 @@ def test_bad_files_stop_with_one_clear_sentence(tmp_path, caplog):
     ).data
     with caplog.at_level(logging.INFO, logger="transformer_tf"):
         splits = sources.load_splits(data)
-    assert splits["train"] == (["one", "three"], ["eins", "drei"])
+    assert splits["train"] == sources.Split(["one", "three"], ["eins", "drei"])
     assert "train: dropped 2 of 4 pairs with an empty side" in caplog.text
 
 
@@ -114,7 +118,7 @@ def test_multi30k_preset_reads_a_local_folder_or_names_urls_with_checksums(tmp_p
         write_lines(tmp_path / f"{stem}.en.gz", english, compress=True)
         write_lines(tmp_path / f"{stem}.de.gz", german, compress=True)
     data = config_from_dict({"data": {"source": "multi30k", "dir": str(tmp_path)}}).data
-    assert sources.load_splits(data) == corpus
+    assert sources.load_splits(data) == _as_splits(corpus)
 
     data = config_from_dict(
         {"data": {"source": "multi30k", "source_language": "fr", "target_language": "en"}}
@@ -179,4 +183,110 @@ def test_a_split_with_no_text_is_refused_naming_it_and_its_files(tmp_path):
     ).data
     with pytest.raises(UserError, match=r"the train split \('.*empty\.en' and '.*empty\.de'\) "):
         sources.load_splits(data)
-    assert sources.load_splits(data, ["validation"])["validation"] == (["one"], ["eins"])
+    assert sources.load_splits(data, ["validation"])["validation"] == sources.Split(
+        ["one"], ["eins"]
+    )
+
+
+def _jsonl_config(files, **data):
+    return config_from_dict(
+        {
+            "data": {
+                "source": "jsonl",
+                **{split: {"jsonl": str(path)} for split, path in files.items()},
+                **data,
+            }
+        }
+    ).data
+
+
+def test_jsonl_fills_the_template_and_keeps_every_reference(tmp_path):
+    """DialogSum's layout: `summary` in train and validation, three references in test."""
+    train = [
+        {"dialogue": "#Person1#: Hi.\n#Person2#: Hello.", "summary": "They greet.", "topic": "x"},
+        {"dialogue": "", "summary": "Dropped: no source."},
+        {"dialogue": "#Person1#: Tea?", "summary": "P1 offers tea."},
+    ]
+    test = [
+        {
+            "dialogue": "#Person1#: Bye.",
+            "summary1": "Bye.",
+            "summary2": "Farewell.",
+            "summary3": "They part.",
+        }
+    ]
+    files = {
+        "train": write_records(tmp_path / "train.jsonl.gz", train),
+        "validation": write_records(tmp_path / "validation.jsonl", train[:1]),
+        "test": write_records(tmp_path / "test.jsonl", test),
+    }
+    data = _jsonl_config(
+        files,
+        source_template="Summarise: {dialogue}",
+        target_field="summary",
+        reference_fields=["summary1", "summary2", "summary3"],
+    )
+    splits = sources.load_splits(data)
+    assert splits["train"].sources == [
+        "Summarise: #Person1#: Hi.\n#Person2#: Hello.",
+        "Summarise: #Person1#: Tea?",
+    ]
+    assert splits["train"].targets == ["They greet.", "P1 offers tea."]
+    assert splits["validation"].reference_lists() == [["They greet."]]
+    assert splits["test"].targets == ["Bye."]  # no `summary`: the first reference
+    assert splits["test"].reference_lists() == [["Bye.", "Farewell.", "They part."]]
+
+
+def test_jsonl_list_fields_two_field_template_and_one_to_two_answers(tmp_path):
+    """FairytaleQA's layout: question and context joined, one or two answers in a list."""
+    records = [
+        {"question": "Who?", "context": "A fox.", "answers": ["the fox", "a fox"]},
+        {"question": "Where?", "context": "In a wood.", "answers": ["in a wood"]},
+    ]
+    path = write_records(tmp_path / "qa.jsonl", records)
+    data = _jsonl_config(
+        {"train": path, "validation": path, "test": path},
+        source_template="question: {question} context: {context}",
+        target_field="answers",
+        reference_fields=["answers"],
+    )
+    split = sources.load_splits(data, ["validation"])["validation"]
+    assert split.sources[1] == "question: Where? context: In a wood."
+    assert split.targets == ["the fox", "in a wood"]
+    assert split.reference_lists() == [["the fox", "a fox"], ["in a wood"]]
+    assert split.head(1).reference_lists() == [["the fox", "a fox"]]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"question": "Who?", ', r"bad\.jsonl: line 2 is not valid JSON \("),
+        ('["Who?", "A fox."]', r"bad\.jsonl: line 2 is a JSON list, not an object"),
+        (
+            '{"question": "Who?", "answers": ["x"]}',
+            r"line 2 has no field 'context' \(named by "
+            r"'data\.source_template'\); it has question, answers",
+        ),
+        (
+            '{"question": 7, "context": "c", "answers": ["x"]}',
+            r"line 2: field 'question' is a "
+            r"JSON int, not a string",
+        ),
+        (
+            '{"question": "q", "context": "c", "answers": []}',
+            r"line 2: field 'answers' must be a "
+            r"string or a non-empty list of strings",
+        ),
+        ('{"question": "q", "context": "c"}', r"line 2 has none of the fields 'answers' "),
+    ],
+)
+def test_bad_json_records_are_refused_naming_file_line_and_field(tmp_path, line, message):
+    good = '{"question": "q", "context": "c", "answers": ["a"]}'
+    path = write_lines(tmp_path / "bad.jsonl", [good, line])
+    data = _jsonl_config(
+        {"train": path, "validation": path, "test": path},
+        source_template="{question} {context}",
+        target_field="answers",
+    )
+    with pytest.raises(UserError, match=message):
+        sources.load_splits(data, ["train"])

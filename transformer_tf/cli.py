@@ -1,4 +1,4 @@
-"""Command line: `transformer-tf train|evaluate|translate|export|build-vocab`.
+"""Command line: `transformer-tf train|evaluate|translate|generate|export|build-vocab`.
 
 Parses arguments, calls the `Runner`, prints. Configs are loaded and checked before
 TensorFlow is imported, so a mistake in them is reported in a second, as one line, without
@@ -21,25 +21,18 @@ log = logging.getLogger("transformer_tf")
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time of each message."""
 
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
+    stream = property(lambda self: sys.stderr, lambda self, value: None)
 
 
 def _config(args, required=True):
-    """The run's config (--config or --run-dir), with --set and the decoding flags."""
-    decoding = {
-        "beam_size": getattr(args, "beam_size", None),
-        "length_penalty": getattr(args, "length_penalty", None),
-        "tokenize": getattr(args, "tokenize", None),
-        "lowercase": getattr(args, "lowercase", None) or None,
-    }
+    """The run's config (--config or --run-dir), with --set and the options that set a
+    config key (their `dest` is the key, e.g. `eval.beam_size`)."""
     overrides = [*(getattr(args, "set", None) or [])]
-    overrides += [f"eval.{key}={value}" for key, value in decoding.items() if value is not None]
+    overrides += [
+        f"{key}={value}"
+        for key, value in vars(args).items()
+        if "." in key and value is not None and value is not False  # 0 is a value
+    ]
     if required or args.config or args.run_dir:
         return load_run_config(args.config, args.run_dir, overrides)
     return config_from_dict({}, "command line", overrides)
@@ -54,20 +47,10 @@ def _runner(args, required=True):
     return Runner(config)
 
 
-def _print_evaluation(result):
-    averaged = result.get("averaged_checkpoints")
-    where = f"step {result['step']}" + (
-        f", mean of the last {averaged} checkpoints" if averaged else ""
-    )
-    print(
-        f"{result['split']} BLEU {result['bleu']:.2f}  chrF {result['chrf']:.2f}  "
-        f"({result['sentences']} sentences, {where})"
-    )
-    for key in ("bleu_signature", "chrf_signature"):
-        print(f"  {result[key]}")
-    print(f"  hypotheses: {result['hypotheses_file']}")
-    for source, reference, hypothesis in result["samples"]:
-        print(f"  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}")
+def _print_report(result):
+    from transformer_tf.evaluation.evaluate import report
+
+    print(report(result))
 
 
 def _print_export(exported):
@@ -99,7 +82,7 @@ def cmd_train(args):
     result = runner.train()
     if result.chief and not result.stopped_by.startswith("signal"):
         if not args.no_eval:
-            _print_evaluation(runner.evaluate())
+            _print_report(runner.evaluate())
         if runner.config.export.after_training and not args.no_export:
             _print_export(runner.export())
     return 0
@@ -107,7 +90,8 @@ def cmd_train(args):
 
 def cmd_build_vocab(args):
     runner = _runner(args)
-    samples = [side[0] for side in runner.split("train")]
+    train = runner.split("train")
+    samples = (train.sources[0], train.targets[0])
     for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(), samples):
         pieces = " ".join(tokenizer.pieces(tokenizer.tokenize([sample])[0]))
         kind = runner.config.tokenizer.type
@@ -119,7 +103,8 @@ def cmd_build_vocab(args):
 def cmd_evaluate(args):
     if bool(args.src) != bool(args.ref):
         raise UserError("--src and --ref go together: the source file and its references.")
-    if args.saved_model and (args.beam_size or args.length_penalty is not None):
+    decoding = vars(args)["eval.beam_size"], vars(args)["eval.length_penalty"]
+    if args.saved_model and any(value is not None for value in decoding):
         raise UserError(
             "a SavedModel decodes with the settings it was exported with; drop "
             "--beam-size/--length-penalty, or evaluate the run (--run-dir)."
@@ -127,15 +112,12 @@ def cmd_evaluate(args):
     if not (args.config or args.run_dir or (args.saved_model and args.src)):
         raise UserError("pass --config or --run-dir, or --saved-model with --src and --ref.")
     runner = _runner(args, required=False)
-    if args.saved_model:
-        from transformer_tf.inference.translator import ServedTranslator
-
-        translator = ServedTranslator(args.saved_model)
-    else:
-        translator = runner.translator(args.average_last, args.best)
+    translator = (
+        _served(args) if args.saved_model else runner.translator(args.average_last, args.best)
+    )
     output_dir = args.output_dir or (runner.config.run_dir if args.config or args.run_dir else ".")
     files = (args.src, args.ref) if args.src else None
-    _print_evaluation(runner.evaluate(args.split, files, translator, output_dir))
+    _print_report(runner.evaluate(args.split, files, translator, output_dir))
     return 0
 
 
@@ -146,15 +128,28 @@ def cmd_export(args):
     return 0
 
 
-def cmd_translate(args):
-    if args.attention or args.n_best is not None:
-        return _translate_with_run(args)
+def _served(args):
+    """The SavedModel of --saved-model, or of the run of --config / --run-dir."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.inference.translator import ServedTranslator
     from transformer_tf.run_dir import saved_model_dir
 
-    translator = ServedTranslator(args.saved_model or saved_model_dir(_config(args)))
-    _write_lines(translator.translate(_read_input(args), args.batch_size), args.output)
+    return ServedTranslator(args.saved_model or saved_model_dir(_config(args)))
+
+
+def cmd_translate(args):
+    if args.attention or args.n_best is not None:
+        return _translate_with_run(args)
+    _write_lines(_served(args).translate(_read_input(args), args.batch_size), args.output)
+    return 0
+
+
+def cmd_generate(args):
+    from transformer_tf.data.sources import iter_lines, parse_records
+
+    lines = iter_lines(args.input) if args.input else enumerate(sys.stdin, start=1)
+    records = list(parse_records(lines, args.input or "stdin"))
+    _write_lines(_served(args).generate_records(records, args.batch_size), args.output)
     return 0
 
 
@@ -180,23 +175,16 @@ def _translate_with_run(args):
         raise UserError("--attention draws one sentence: pass exactly one.")
     from transformer_tf.evaluation.attention_image import save_attention_png
 
-    result = translator.attention(sentences[0])
-    last = list(result["attention"].values())[-1]  # [heads, target_len, source_len]
-    save_attention_png(last, args.attention)
-    print(result["translation"])
-    log.info(
-        "attention of the last decoder layer (%d heads, target tokens down, source tokens "
-        "across) written to %s",
-        last.shape[0],
-        args.attention,
-    )
+    print(save_attention_png(translator, sentences[0], args.attention))
     return 0
 
 
 # Help texts of the options too long to sit beside their argument.
 SET_HELP = "override a config key, e.g. --set train.steps=200 (repeatable)"
 AVERAGE_HELP = "use the mean weights of the last N checkpoints (default: eval.average_last)"
+TOKENIZE_HELP = "sacrebleu tokenizer for BLEU: 13a, intl, none, ..."
 SPLIT_HELP = "split of the configured data (default: eval.split)"
+OUTPUT_HELP = "file for the outputs, one per line (default: stdout)"
 OUTPUT_DIR_HELP = "where eval/ and metrics.jsonl go (default: the run directory, or .)"
 FORMATS = ["saved_model", "ctranslate2"]
 FORMAT_HELP = "ctranslate2 needs pip install 'transformer_tf[ctranslate2]'"
@@ -206,6 +194,10 @@ TOKENIZER_HELP = (
     "core TensorFlow ops only (saved_model_cli run, servers without tensorflow-text)"
 )
 ATTENTION_HELP = "with --config/--run-dir: one sentence's attention as an image"
+GENERATE_INPUT_HELP = (
+    "JSON lines, one object each with the model's inputs: the fields of its source template "
+    '(e.g. {"question": ..., "context": ...}), or "sentences" (default: stdin)'
+)
 N_BEST_HELP = "with --config/--run-dir: the N best, as `index ||| text ||| score`"
 
 
@@ -226,6 +218,12 @@ def build_parser():
         run.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
         return sub
 
+    def serving_args(sub, input_help, output_help):
+        sub.add_argument("--saved-model", help="SavedModel directory")
+        sub.add_argument("--input", help=input_help)
+        sub.add_argument("--output", help=output_help)
+        sub.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
+
     def checkpoint_args(sub):
         sub.add_argument("--average-last", type=int, metavar="N", help=AVERAGE_HELP)
         sub.add_argument("--best", action="store_true", help="the best checkpoint by validation")
@@ -234,16 +232,16 @@ def build_parser():
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
     train.add_argument("--no-export", action="store_true", help="skip the export at the end")
 
-    evaluate = command("evaluate", cmd_evaluate, "BLEU and chrF of a split, or of --src/--ref")
+    evaluate = command("evaluate", cmd_evaluate, "scores of a split, or of --src/--ref")
     evaluate.add_argument("--saved-model", help="evaluate this SavedModel instead of the run")
     evaluate.add_argument("--split", choices=["train", "validation", "test"], help=SPLIT_HELP)
     evaluate.add_argument("--src", help="source sentences, one per line")
     evaluate.add_argument("--ref", help="reference translations, one per line")
     evaluate.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
-    evaluate.add_argument("--tokenize", help="sacrebleu tokenizer: 13a, intl, none, ...")
-    evaluate.add_argument("--lowercase", action="store_true", help="lower-cased BLEU")
-    evaluate.add_argument("--beam-size", type=int, help="1 for greedy search")
-    evaluate.add_argument("--length-penalty", type=float, help="GNMT alpha for beam search")
+    evaluate.add_argument("--tokenize", dest="eval.tokenize", help=TOKENIZE_HELP)
+    evaluate.add_argument("--lowercase", dest="eval.lowercase", action="store_true")
+    evaluate.add_argument("--beam-size", dest="eval.beam_size", type=int, help="1: greedy")
+    evaluate.add_argument("--length-penalty", dest="eval.length_penalty", type=float)
     checkpoint_args(evaluate)
 
     export = command("export", cmd_export, "write a SavedModel (or CTranslate2 model)")
@@ -255,13 +253,13 @@ def build_parser():
     command("build-vocab", cmd_build_vocab, "build the run's tokenizers, and stop", True)
 
     translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
-    translate.add_argument("--saved-model", help="SavedModel directory")
-    translate.add_argument("--input", help="file of sentences, one per line (default: stdin)")
-    translate.add_argument("--output", help="file for the translations (default: stdout)")
-    translate.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
+    serving_args(translate, "file of sentences, one per line (default: stdin)", OUTPUT_HELP)
     translate.add_argument("--attention", metavar="FILE.png", help=ATTENTION_HELP)
     translate.add_argument("--n-best", type=int, metavar="N", help=N_BEST_HELP)
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
+
+    generate = command("generate", cmd_generate, "outputs for JSON lines of the model's inputs")
+    serving_args(generate, GENERATE_INPUT_HELP, OUTPUT_HELP)
     return parser
 
 

@@ -10,10 +10,11 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Literal, Optional
+from typing import Dict, List, Literal, Optional
 
 import yaml
 
+from transformer_tf.data.templates import template_fields
 from transformer_tf.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ class SplitFiles:
     source: Optional[str] = None  # text: source-language sentences, one per line
     target: Optional[str] = None  # text: their translations, line N translating line N
     tsv: Optional[str] = None  # tsv: one file of `source<TAB>target` lines
+    jsonl: Optional[str] = None  # jsonl: one JSON object a line (fields: see data.source_template)
 
 
 @dataclass
@@ -42,11 +44,21 @@ class TfdsConfig:
 class DataConfig:
     """Where the sentence pairs come from and how they are batched."""
 
-    # synthetic: the embedded English->German corpus; text / tsv: files of `train`,
+    # synthetic: the embedded English->German corpus; text / tsv / jsonl: files of `train`,
     # `validation`, `test`; tfds: the dataset of `tfds`; multi30k: the Multi30K corpus
     # (downloaded, or read from `dir`); ted_hrlr_pt_en: the TensorFlow tutorial's
     # Portuguese->English TED talks through TFDS.
-    source: Literal["synthetic", "text", "tsv", "tfds", "multi30k", "ted_hrlr_pt_en"] = "synthetic"
+    source: Literal["synthetic", "text", "tsv", "jsonl", "tfds", "multi30k", "ted_hrlr_pt_en"] = (
+        "synthetic"
+    )
+    # jsonl: the source text made from a record's fields, e.g. "question: {question} context:
+    # {context}" or "{dialogue}"; an exported model takes these fields as named inputs
+    source_template: Optional[str] = None
+    # jsonl: the field of the training target: a string, or a list whose first entry is it
+    target_field: Optional[str] = None
+    # jsonl: the fields holding references for evaluation (strings or lists; every one a
+    # record has is used, e.g. [summary1, summary2, summary3]); none there: the target
+    reference_fields: List[str] = field(default_factory=list)
     # multi30k: en, de or fr (default en -> de); tfds: the feature keys (default: the
     # dataset's supervised keys)
     source_language: Optional[str] = None
@@ -63,11 +75,23 @@ class DataConfig:
     test_size: int = 500  # synthetic: pairs in the test split
     seed: int = 1234  # synthetic: generator seed
     max_length: int = 64  # training pairs with more tokens than this (either side) are dropped
+    # training pairs with more source tokens are dropped (default: max_length); sources
+    # longer than the model reads (model.pe_input) are cut there first, in training,
+    # evaluation and serving alike
+    max_source_length: Optional[int] = None
+    max_target_length: Optional[int] = None  # as max_source_length, for the target side
     batch_size: int = 64  # sentences per training batch (global, across replicas)
     # tokens per training batch, padding included (global); set, it replaces batch_size
     batch_tokens: Optional[int] = None
     shuffle_buffer: int = 20000  # training pairs shuffled together
     pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
+
+    def length_limits(self) -> tuple[int, int]:
+        """(most source tokens, most target tokens) of a training pair."""
+        return (
+            self.max_source_length or self.max_length,
+            self.max_target_length or self.max_length,
+        )
 
 
 @dataclass
@@ -138,7 +162,8 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 5  # latest checkpoints kept (the best one is kept apart)
     eval_every: int = 0  # steps between validation evaluations; 0: none during training
-    best_metric: Literal["bleu", "chrf", "loss"] = "bleu"  # picks checkpoints/best
+    # picks checkpoints/best; rouge1 / rouge2 / rouge_l need eval.metrics to list rouge
+    best_metric: Literal["bleu", "chrf", "rouge1", "rouge2", "rouge_l", "loss"] = "bleu"
     early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0: off
 
 
@@ -168,6 +193,11 @@ class EvalConfig:
     sampling_temperature: float = 1.0  # sampling: divides the logits
     max_length_ratio: float = 1.5  # decode at most ratio * source_tokens + offset tokens
     max_length_offset: int = 10  # see max_length_ratio
+    # Scores of every evaluation: bleu and chrf (sacrebleu), rouge (ROUGE-1/2/L F1 from
+    # rouge-score, stemmed; with several references, the best and the mean over them)
+    metrics: List[Literal["bleu", "chrf", "rouge"]] = field(
+        default_factory=lambda: ["bleu", "chrf"]
+    )
     lowercase: bool = False  # lower-cased BLEU
     tokenize: str = "13a"  # sacrebleu tokenizer for BLEU (13a, intl, none, ...)
     samples: int = 3  # sample translations printed after evaluation
@@ -255,6 +285,13 @@ def _convert_mapping(value, where):
     return dict(value)
 
 
+def _convert_list(value, item_type, where):
+    """A list whose every entry is checked against `item_type`."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list (e.g. [a, b]), got {value!r}.")
+    return [_convert(item, item_type, f"{where} entry {i + 1}") for i, item in enumerate(value)]
+
+
 def _build(cls, values, path, source):
     """Make dataclass `cls` from a dict, checking every key and type."""
     where_section = f"{source}: '{path}'" if path else source
@@ -276,6 +313,8 @@ def _build(cls, values, path, source):
         tp = hints[key]
         if typing.get_origin(tp) is dict:
             kwargs[key] = _convert_mapping(value, f"{source}: '{dotted}'")
+        elif typing.get_origin(tp) is list:
+            kwargs[key] = _convert_list(value, typing.get_args(tp)[0], f"{source}: '{dotted}'")
         elif dataclasses.is_dataclass(tp):
             kwargs[key] = _build(tp, value or {}, dotted, source)
         else:
@@ -339,11 +378,16 @@ def _check(config, source):
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
-    if config.data.batch_tokens is not None and config.data.batch_tokens < config.data.max_length:
+    for key in ("max_source_length", "max_target_length"):
+        value = getattr(config.data, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{source}: 'data.{key}' must be positive or null, got {value}.")
+    longest = max(config.data.length_limits())
+    if config.data.batch_tokens is not None and config.data.batch_tokens < longest:
         raise ConfigError(
             f"{source}: 'data.batch_tokens' ({config.data.batch_tokens}) must be at "
-            f"least 'data.max_length' ({config.data.max_length}) so that the "
-            "longest pair fits in a batch."
+            f"least the longest pair a batch may hold ({longest} tokens, from "
+            "'data.max_length' / 'data.max_source_length' / 'data.max_target_length')."
         )
     _check_data_source(config.data, source)
     if config.eval.average_last > config.train.keep_checkpoints:
@@ -389,6 +433,16 @@ def _check(config, source):
             f"{source}: 'train.early_stopping_patience' needs evaluations; set "
             "'train.eval_every' to a number of steps."
         )
+    if not config.eval.metrics:
+        raise ConfigError(f"{source}: 'eval.metrics' is empty; list bleu, chrf and/or rouge.")
+    metric = config.train.best_metric
+    family = "rouge" if metric.startswith("rouge") else metric
+    if family != "loss" and family not in config.eval.metrics:
+        raise ConfigError(
+            f"{source}: 'train.best_metric' is {metric}, which 'eval.metrics' "
+            f"({', '.join(config.eval.metrics) or 'empty'}) does not compute; add {family} "
+            "there or choose another best_metric."
+        )
     if not 0.0 <= config.train.label_smoothing < 1.0:
         raise ConfigError(
             f"{source}: 'train.label_smoothing' must be in [0, 1), "
@@ -412,11 +466,20 @@ def _check_data_source(data, source):
                 raise ConfigError(
                     f"{source}: data.source 'tsv' needs 'data.{name}.tsv' (a path or URL)."
                 )
+    elif data.source == "jsonl":
+        _check_jsonl(data, splits, source)
     elif data.source == "tfds" and not data.tfds.name:
         raise ConfigError(
             f"{source}: data.source 'tfds' needs 'data.tfds.name' (for example "
             "ted_hrlr_translate/pt_to_en)."
         )
+    if data.source != "jsonl":
+        for key in ("source_template", "target_field", "reference_fields"):
+            if getattr(data, key):
+                raise ConfigError(
+                    f"{source}: 'data.{key}' reads JSON records: it needs "
+                    f"'data.source: jsonl' (the source is {data.source!r})."
+                )
     if data.source == "multi30k":
         for key in ("source_language", "target_language"):
             language = getattr(data, key)
@@ -428,6 +491,29 @@ def _check_data_source(data, source):
             raise ConfigError(
                 f"{source}: 'data.source_language' and 'data.target_language' must differ."
             )
+
+
+def _check_jsonl(data, splits, source):
+    """A jsonl source names its files, a valid template and the target's field."""
+    for name, files in splits.items():
+        if not files.jsonl:
+            raise ConfigError(
+                f"{source}: data.source 'jsonl' needs 'data.{name}.jsonl' (a path or URL)."
+            )
+    for key, example in (("source_template", "'{question} {context}'"), ("target_field", "answer")):
+        if not getattr(data, key):
+            raise ConfigError(
+                f"{source}: data.source 'jsonl' needs 'data.{key}' (for example {example})."
+            )
+    try:
+        fields = template_fields(data.source_template)
+    except ValueError as err:
+        raise ConfigError(f"{source}: 'data.source_template': {err}.") from None
+    if not fields:
+        raise ConfigError(
+            f"{source}: 'data.source_template' ({data.source_template!r}) names no field; "
+            "put the record's fields in braces, e.g. '{dialogue}'."
+        )
 
 
 def config_from_dict(values: dict, source: str = "config", overrides: Sequence[str] = ()) -> Config:

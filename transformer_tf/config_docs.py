@@ -51,6 +51,8 @@ def _type(tp):
         return " \\| ".join(args)
     if origin is dict:
         return "mapping"
+    if origin is list:
+        return f"list of {_type(args[0])}"
     return tp.__name__
 
 

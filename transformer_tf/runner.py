@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
-from transformer_tf.data.sources import load_splits, read_parallel
+from transformer_tf.data.sources import Split, load_splits, read_parallel
 from transformer_tf.data.tokenizers import (
     build_or_load_tokenizers,
     load_tokenizers,
@@ -70,8 +70,9 @@ class Runner:
 
     # -- what the run is made of ------------------------------------------------------------
 
-    def split(self, name: str) -> tuple[list[str], list[str]]:
-        """(sources, targets) of the split `name` of the configured data, loaded once."""
+    def split(self, name: str) -> Split:
+        """The split `name` of the configured data (sources, targets, references), loaded
+        once."""
         if name not in self._splits:
             self._splits[name] = load_splits(self.config.data, [name])[name]
         return self._splits[name]
@@ -87,8 +88,9 @@ class Runner:
         Workers other than the chief (`chief=False`) wait for the chief's instead."""
         if self._tokenizers is None:
             if chief:
+                train = self.split("train")
                 self._tokenizers = build_or_load_tokenizers(
-                    self.config.tokenizer, *self.split("train"), self.run_dir.vocab
+                    self.config.tokenizer, train.sources, train.targets, self.run_dir.vocab
                 )
             else:
                 self._tokenizers = wait_for_tokenizers(self.config.tokenizer, self.run_dir.vocab)
@@ -188,21 +190,22 @@ class Runner:
     ) -> dict:
         """Decode and score a split of the run's data (default `eval.split`), or
         `files=(source_file, reference_file)`; record it in `output_dir` (default: the run
-        directory). `translator` defaults to `self.translator()`.
+        directory). `translator` defaults to `self.translator()`. Scores are those of
+        `eval.metrics`, against every reference the split has.
 
         Returns the result: scores, signatures, `hypotheses_file`, `samples`.
         """
         if files:
-            sources, references = read_parallel(*files)
+            data = Split(*read_parallel(*files))
             name = Path(files[0]).name
         else:
             name = split or self.config.eval.split
-            sources, references = self.split(name)
+            data = self.split(name)
         translator = translator or self.translator()
         return evaluate(
             translator,
-            sources,
-            references,
+            data.sources,
+            data.reference_lists(),
             self.config.eval,
             output_dir or self.config.run_dir,
             name,
@@ -252,18 +255,16 @@ class Runner:
         }
 
     def _check_sentence(self):
-        sources, _ = self.split(self.config.eval.split)
-        return sources[0]
+        return self.split(self.config.eval.split).sources[0]
 
     def _export_saved_model(self, translator, output):
         from transformer_tf.inference.export import export_saved_model
 
         directory = Path(output or saved_model_dir(self.config))
-        export_saved_model(translator, directory)
+        export_saved_model(translator, directory, self.config.data.source_template)
         sentence = self._check_sentence()
-        served = tf.saved_model.load(str(directory)).signatures["serving_default"]
-        translation = served(sentences=tf.constant([sentence]))["translations"][0]
-        return directory, (sentence, translation.numpy().decode("utf-8"))
+        served = ServedTranslator(directory)
+        return directory, (sentence, served.translate([sentence])[0])
 
     def _export_ctranslate2(self, translator, output):
         from transformer_tf.inference.export_ctranslate2 import (

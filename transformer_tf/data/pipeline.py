@@ -2,16 +2,18 @@
 
 import tensorflow as tf
 
-from transformer_tf.data.tokenizers import PAD_ID, add_bos_eos
+from transformer_tf.data.tokenizers import PAD_ID, add_bos_eos, cut_source
 
 _TOKENIZE_CHUNK = 1024  # sentences tokenized per call: ragged ops are cheaper in bulk
+_UNCUT = 2**31 - 1
 
 
-def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer):
-    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors."""
+def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
+    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors; sources cut to
+    `source_cut` tokens (the model's `pe_input`) as the translator cuts them."""
 
     def tokenize(src, tgt):
-        src_ids = add_bos_eos(source_tokenizer.tokenize(src), bos=False)
+        src_ids, _ = cut_source(source_tokenizer.tokenize(src), source_cut or _UNCUT)
         tgt_ids = add_bos_eos(target_tokenizer.tokenize(tgt), bos=True)
         return src_ids, tgt_ids
 
@@ -26,19 +28,28 @@ def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer):
     )
 
 
-def _within(max_length):
-    return lambda s, t: tf.logical_and(tf.size(s) <= max_length, tf.size(t) <= max_length)
+def _within(data_config):
+    """Whether a pair keeps to `data_config.length_limits()`."""
+    max_source, max_target = data_config.length_limits()
+    return lambda s, t: tf.logical_and(tf.size(s) <= max_source, tf.size(t) <= max_target)
 
 
-def count_too_long(sources, targets, source_tokenizer, target_tokenizer, max_length):
-    """How many pairs have more than `max_length` tokens on a side (training drops them)."""
-    within = _within(max_length)
+def count_length_rules(
+    sources, targets, source_tokenizer, target_tokenizer, data_config, source_cut
+):
+    """(sources longer than `source_cut` tokens, which are cut there; pairs then longer
+    than the data config's limits, which training leaves out)."""
+    within = _within(data_config)
 
-    def count(total, pair):
-        return total + tf.cast(tf.logical_not(within(*pair)), tf.int64)
+    def count(totals, pair):
+        source, target = pair
+        cut = tf.size(source) > source_cut
+        kept = within(source[: tf.minimum(tf.size(source), source_cut)], target)
+        return totals + tf.cast(tf.stack([cut, tf.logical_not(kept)]), tf.int64)
 
     pairs = tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-    return int(pairs.reduce(tf.constant(0, tf.int64), count))
+    cut, dropped = pairs.reduce(tf.zeros([2], tf.int64), count).numpy().tolist()
+    return cut, dropped
 
 
 def length_buckets(max_length, width=4):
@@ -54,7 +65,7 @@ def bucket_batch_sizes(boundaries, data_config, replicas=1):
     if data_config.batch_tokens is None:
         sizes = [data_config.batch_size] * (len(boundaries) + 1)
     else:
-        longest = [bound - 1 for bound in boundaries] + [data_config.max_length]
+        longest = [bound - 1 for bound in boundaries] + [max(data_config.length_limits())]
         sizes = [data_config.batch_tokens // length for length in longest]
     return [max(replicas, size // replicas * replicas) for size in sizes]
 
@@ -69,21 +80,22 @@ def train_dataset(
     start_batch=0,
     num_batches=-1,
     replicas=1,
+    source_cut=None,
 ):
     """Deterministic stream of padded training batches `start_batch` to
     `start_batch + num_batches` (-1: endless).
 
-    Pairs with more than `data_config.max_length` tokens on either side are dropped; the
-    rest are batched with pairs of similar length, `batch_size` sentences or `batch_tokens`
-    tokens (padding counted) at a time, a multiple of `replicas`. The order depends only on
-    `seed`, so `start_batch` resumes exactly where a run stopped.
+    Sources are cut to `source_cut` tokens (the model's `pe_input`); then pairs with more
+    tokens than `data_config.length_limits()` are dropped; the rest are batched with pairs
+    of similar length, `batch_size` sentences or `batch_tokens` tokens (padding counted) at
+    a time, a multiple of `replicas`. The order depends only on `seed`, so `start_batch`
+    resumes exactly where a run stopped.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
-    max_length = data_config.max_length
-    boundaries = length_buckets(max_length)
+    boundaries = length_buckets(max(data_config.length_limits()))
     dataset = (
-        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-        .filter(_within(max_length))
+        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut)
+        .filter(_within(data_config))
         .cache()
         .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
@@ -112,6 +124,7 @@ def distributed_train_dataset(
     seed,
     start_batch=0,
     num_batches=-1,
+    source_cut=None,
 ):
     """`train_dataset`'s global batches split over the replicas of `strategy`.
 
@@ -143,18 +156,21 @@ def distributed_train_dataset(
             start_batch,
             num_batches,
             replicas,
+            source_cut,
         )
         return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def eval_dataset(sources, targets, source_tokenizer, target_tokenizer, data_config, batch_size):
-    """Padded batches of a split in order, for validation loss and accuracy (pairs longer
-    than `max_length` left out, as in training)."""
+def eval_dataset(
+    sources, targets, source_tokenizer, target_tokenizer, data_config, batch_size, source_cut=None
+):
+    """Padded batches of a split in order, for validation loss and accuracy (sources cut
+    and pairs over the length limits left out, as in training)."""
     return (
-        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
-        .filter(_within(data_config.max_length))
+        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut)
+        .filter(_within(data_config))
         .padded_batch(batch_size, padding_values=PAD_ID)
         .prefetch(tf.data.AUTOTUNE)
     )

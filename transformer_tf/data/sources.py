@@ -1,17 +1,22 @@
-"""Where sentence pairs come from: `load_splits` returns {split: (sources, targets)}.
+"""Where examples come from: `load_splits` returns {split: Split(sources, targets, ...)}.
 
-Sources: the embedded synthetic corpus; parallel text files; one TSV file per split; a
-TensorFlow Datasets translation dataset; and two presets, Multi30K (files by URL with their
-checksums, or from a local folder) and the TensorFlow tutorial's TED talks (through TFDS).
+Sources: the embedded synthetic corpus; parallel text files; one TSV file per split; one
+JSON-lines file per split (a template makes the source text from a record's fields; several
+references per record for evaluation); a TensorFlow Datasets translation dataset; and two
+presets, Multi30K (files by URL with their checksums, or from a local folder) and the
+TensorFlow tutorial's TED talks (through TFDS).
 """
 
 import difflib
 import gzip
+import json
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from transformer_tf.data import synthetic
 from transformer_tf.data.download import fetch
+from transformer_tf.data.templates import fill_template, template_fields
 from transformer_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,9 +39,36 @@ MULTI30K_SHA256 = {
 TED_HRLR_PT_EN = "ted_hrlr_translate/pt_to_en"
 
 
+class Split(NamedTuple):
+    """The examples of one split, in order.
+
+    sources: the model's input texts. targets: the text each is trained to produce.
+    references: every reference of each example, for evaluation (`reference_lists`); None
+    when each example's target is its one reference.
+    """
+
+    sources: list[str]
+    targets: list[str]
+    references: list[list[str]] | None = None
+
+    def reference_lists(self) -> list[list[str]]:
+        """Each example's references: [[reference, ...], ...]."""
+        return self.references or [[target] for target in self.targets]
+
+    def head(self, count: int | None) -> "Split":
+        """The first `count` examples (all when None)."""
+        if count is None:
+            return self
+        return Split(
+            self.sources[:count],
+            self.targets[:count],
+            self.references[:count] if self.references is not None else None,
+        )
+
+
 def load_splits(data_config, names=SPLITS):
-    """The splits `names` of the configured data source: {name: (sources, targets)}, lists
-    of strings. Pairs with an empty side are dropped (and counted in the log)."""
+    """The splits `names` of the configured data source: {name: `Split`}. Examples with an
+    empty source or target are dropped (and counted in the log)."""
     if data_config.source == "synthetic":
         splits = synthetic.generate_splits(
             data_config.train_size,
@@ -44,14 +76,14 @@ def load_splits(data_config, names=SPLITS):
             data_config.test_size,
             data_config.seed,
         )
-        return {name: splits[name] for name in names}
+        return {name: Split(*splits[name]) for name in names}
     if data_config.source in ("tfds", "ted_hrlr_pt_en"):
         splits = _tfds_splits(data_config, names)
     else:
         splits = {name: _file_split(data_config, name) for name in names}
     return {
-        name: _drop_empty(name, *pairs, _origin(data_config, name))
-        for name, pairs in splits.items()
+        name: _drop_empty(name, Split(*split), _origin(data_config, name))
+        for name, split in splits.items()
     }
 
 
@@ -65,8 +97,9 @@ def _origin(data_config, split):
         name = TED_HRLR_PT_EN if data_config.source == "ted_hrlr_pt_en" else data_config.tfds.name
         return f"TFDS '{name}' split '{getattr(data_config.tfds, f'{split}_split')}'"
     files = getattr(data_config, split)
-    paths = [files.tsv] if data_config.source == "tsv" else [files.source, files.target]
-    return " and ".join(f"'{path}'" for path in paths)
+    if data_config.source in ("tsv", "jsonl"):
+        return f"'{getattr(files, data_config.source)}'"
+    return f"'{files.source}' and '{files.target}'"
 
 
 def multi30k_files(data_config, split):
@@ -86,15 +119,17 @@ def multi30k_files(data_config, split):
 
 
 def _file_split(data_config, split):
-    """(sources, targets) of one split of a `text`, `tsv` or `multi30k` source."""
+    """(sources, targets[, references]) of one split of a `text`, `tsv`, `jsonl` or
+    `multi30k` source."""
     checksums = data_config.sha256
     if data_config.source == "multi30k":
         locations, checksums = multi30k_files(data_config, split)
     else:
         files = getattr(data_config, split)
+        kind = data_config.source
         locations = (
-            {"tsv": files.tsv}
-            if data_config.source == "tsv"
+            {kind: getattr(files, kind)}
+            if kind in ("tsv", "jsonl")
             else {"source": files.source, "target": files.target}
         )
     paths = {
@@ -103,45 +138,55 @@ def _file_split(data_config, split):
     }
     if "tsv" in paths:
         return read_tsv(paths["tsv"])
+    if "jsonl" in paths:
+        return read_jsonl(paths["jsonl"], data_config)
     return read_parallel(paths["source"], paths["target"])
 
 
-def _drop_empty(split, sources, targets, origin):
-    """The pairs with text on both sides; a split left with none is refused, naming `origin`
-    (before a tokenizer trains on it or an evaluation divides by it)."""
-    kept = [(s, t) for s, t in zip(sources, targets) if s.strip() and t.strip()]
+def _drop_empty(name, split, origin):
+    """The examples of `split` with a non-empty source and target; a split left with none is
+    refused, naming `origin` (before a tokenizer trains on it or an evaluation divides by
+    it)."""
+    kept = [
+        i for i, (s, t) in enumerate(zip(split.sources, split.targets)) if s.strip() and t.strip()
+    ]
     if not kept:
         raise UserError(
-            f"the {split} split ({origin}) has no pair with text on both sides; "
+            f"the {name} split ({origin}) has no pair with text on both sides; "
             "point the config's data section at files that have some."
         )
-    if len(kept) < len(sources):
-        log.info(
-            "%s: dropped %d of %d pairs with an empty side",
-            split,
-            len(sources) - len(kept),
-            len(sources),
-        )
-    return [s for s, _ in kept], [t for _, t in kept]
+    if len(kept) == len(split.sources):
+        return split
+    log.info(
+        "%s: dropped %d of %d pairs with an empty side",
+        name,
+        len(split.sources) - len(kept),
+        len(split.sources),
+    )
+    return Split(*(None if column is None else [column[i] for i in kept] for column in split))
 
 
-def read_lines(path):
-    """The lines of a UTF-8 text file (`.gz` read transparently), without line ends."""
+def iter_lines(path):
+    """The lines of a UTF-8 text file (`.gz` read transparently), without line ends, one at
+    a time: (line number, text)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file '{path}' not found; check the path in the config.")
     opener = gzip.open if path.suffix == ".gz" else open
-    lines = []
     with opener(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                lines.append(raw.decode("utf-8").rstrip("\r\n"))
+                yield number, raw.decode("utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise UserError(
                     f"{path}: line {number} is not UTF-8; convert the file "
                     "(e.g. with iconv) and try again."
                 ) from None
-    return lines
+
+
+def read_lines(path):
+    """The lines of a UTF-8 text file (`.gz` read transparently), without line ends."""
+    return [line for _, line in iter_lines(path)]
 
 
 def read_parallel(source_path, target_path):
@@ -171,6 +216,102 @@ def read_tsv(path):
             )
         sources.append(fields[0]), targets.append(fields[1])
     return sources, targets
+
+
+def read_jsonl(path, data_config):
+    """A file of JSON records, one a line: (sources, targets, references), each record
+    made an example by `jsonl_example`; blank lines are skipped. references is None when
+    no record has more than one."""
+    examples = [
+        jsonl_example(record, data_config, where)
+        for where, record in parse_records(iter_lines(path), path)
+    ]
+    sources, targets, references = (
+        (list(column) for column in zip(*examples)) if examples else ([], [], [])
+    )
+    multiple = any(len(refs) > 1 for refs in references)
+    return sources, targets, references if multiple else None
+
+
+def jsonl_example(record, data_config, where):
+    """(source, target, references) of one JSON record.
+
+    The source is `data_config.source_template` filled from the record's fields; the
+    target is `data_config.target_field` (a string, or the first entry of a list), or the
+    first reference when the record has no such field; the references are every
+    `data_config.reference_fields` entry the record has (strings or lists), or else the
+    target. A missing field is refused in one sentence naming `where` and the field.
+    A record whose template fields are all blank gets an empty source.
+    """
+    template = data_config.source_template
+    values = {
+        name: _text_field(record, name, where, "data.source_template")
+        for name in template_fields(template)
+    }
+    references = [
+        text
+        for name in data_config.reference_fields
+        if name in record
+        for text in _texts_field(record, name, where)
+    ]
+    if data_config.target_field in record:
+        target = _texts_field(record, data_config.target_field, where)[0]
+    elif references:
+        target = references[0]
+    else:
+        wanted = [data_config.target_field, *data_config.reference_fields]
+        raise UserError(
+            f"{where} has none of the fields {', '.join(map(repr, wanted))} "
+            f"('data.target_field', 'data.reference_fields'); it has {', '.join(record)}."
+        )
+    # A record whose fields are all blank has no source (and is dropped, as an empty line
+    # is), whatever literal text the template adds.
+    source = fill_template(template, values) if any(v.strip() for v in values.values()) else ""
+    return source, target, references or [target]
+
+
+def parse_records(numbered_lines, origin):
+    """JSON objects from (line number, text) pairs, blank lines skipped: (where, record),
+    `where` naming `origin` and the line for messages. A line that is not a JSON object is
+    refused in one sentence."""
+    for number, line in numbered_lines:
+        if not line.strip():
+            continue
+        where = f"{origin}: line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{where} is not valid JSON ({err.msg}); fix or remove it.") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{where} is a JSON {type(record).__name__}, not an object.")
+        yield where, record
+
+
+def _text_field(record, name, where, key):
+    """The string `record[name]`, or a one-sentence error naming `where` and `key`."""
+    if name not in record:
+        raise UserError(
+            f"{where} has no field {name!r} (named by '{key}'); it has {', '.join(record)}."
+        )
+    value = record[name]
+    if not isinstance(value, str):
+        raise UserError(
+            f"{where}: field {name!r} is a JSON {type(value).__name__}, not a string "
+            f"(named by '{key}')."
+        )
+    return value
+
+
+def _texts_field(record, name, where):
+    """A target or reference field: a string, or a non-empty list of strings -> list."""
+    value = record[name]
+    texts = [value] if isinstance(value, str) else value
+    if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+        raise UserError(
+            f"{where}: field {name!r} must be a string or a non-empty list of strings, "
+            f"got {json.dumps(value)[:80]}."
+        )
+    return texts
 
 
 def _tfds_splits(data_config, names):

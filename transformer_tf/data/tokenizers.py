@@ -212,12 +212,18 @@ def add_bos_eos(ragged_ids, bos=True):
     return tf.concat(parts, axis=1)
 
 
-def finish_source(ragged_ids, max_length):
-    """Ragged source ids (no EOS) -> (padded [batch, len] ids ending in EOS and cut to
-    `max_length` tokens, [batch] bool: the row was cut). Core TensorFlow ops only."""
+def cut_source(ragged_ids, max_length):
+    """Ragged source ids (no EOS) -> (ragged ids ending in EOS, cut to `max_length` tokens,
+    [batch] bool: the row was cut). What the model reads of a source, in training and in
+    decoding alike. Core TensorFlow ops only."""
     truncated = ragged_ids.row_lengths() + 1 > max_length
-    ids = add_bos_eos(ragged_ids[:, : max_length - 1], bos=False).to_tensor(PAD_ID)
-    return ids, truncated
+    return add_bos_eos(ragged_ids[:, : max_length - 1], bos=False), truncated
+
+
+def finish_source(ragged_ids, max_length):
+    """`cut_source`, padded: ([batch, len] ids, [batch] bool: the row was cut)."""
+    ids, truncated = cut_source(ragged_ids, max_length)
+    return ids.to_tensor(PAD_ID), truncated
 
 
 def encode_source(tokenizer, strings, max_length):

@@ -1,8 +1,11 @@
 """Attention weights as an image, for TensorBoard and `translate --attention`."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("transformer_tf")
 
 
 def attention_image(weights, cell=8):
@@ -19,9 +22,19 @@ def attention_image(weights, cell=8):
     return row[np.newaxis, :, :, np.newaxis]
 
 
-def save_attention_png(weights, path, cell=16):
-    """Write `attention_image(weights, cell)` to `path` as a PNG file."""
+def save_attention_png(translator, sentence, path, cell=16):
+    """Translate `sentence` with `translator` and write the encoder-decoder attention of
+    its last decoder layer to `path` as a PNG (`attention_image`). Returns the
+    translation."""
     import tensorflow as tf
 
-    png = tf.io.encode_png(attention_image(weights, cell)[0])
-    Path(path).write_bytes(png.numpy())
+    result = translator.attention(sentence)
+    last = list(result["attention"].values())[-1]  # [heads, target_len, source_len]
+    Path(path).write_bytes(tf.io.encode_png(attention_image(last, cell)[0]).numpy())
+    log.info(
+        "attention of the last decoder layer (%d heads, target tokens down, source tokens "
+        "across) written to %s",
+        last.shape[0],
+        path,
+    )
+    return result["translation"]

@@ -5,17 +5,25 @@ import logging
 
 import tensorflow as tf
 
-from transformer_tf.evaluation.bleu import corpus_scores
+from transformer_tf.evaluation.metrics import corpus_scores, format_scores
 from transformer_tf.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
 
 def decode_and_score(translator, sources, references, eval_config):
-    """Translate `sources` and score them against `references`: (hypotheses, scores)."""
+    """Translate `sources` and score them against `references` (one list of references
+    each) with `eval_config.metrics`: (hypotheses, scores)."""
     hypotheses = translator.translate(sources, eval_config.batch_size)
-    scores = corpus_scores(hypotheses, references, eval_config.tokenize, eval_config.lowercase)
+    scores = corpus_scores(
+        hypotheses, references, eval_config.metrics, eval_config.tokenize, eval_config.lowercase
+    )
     return hypotheses, scores
+
+
+def sample_rows(sources, references, hypotheses, count):
+    """The first `count` (source, first reference, hypothesis) triples, to print or log."""
+    return [(s, refs[0], h) for s, refs, h in zip(sources, references, hypotheses)][:count]
 
 
 def record_evaluation(run_dir, result, hypotheses, samples, images=None):
@@ -40,7 +48,10 @@ def record_evaluation(run_dir, result, hypotheses, samples, images=None):
             if isinstance(value, float):
                 tf.summary.scalar(f"{name}/{key}", value)
         table = ["| source | reference | hypothesis |", "|---|---|---|"]
-        table += [f"| {s} | {r} | {h} |" for s, r, h in samples]
+        # One line per row: a dialogue's line breaks would end the Markdown table row.
+        table += [
+            "| " + " | ".join(" ".join(text.split()) for text in row) + " |" for row in samples
+        ]
         tf.summary.text(f"{name}/samples", "\n".join(table))
         for image_name, image in (images or {}).items():
             tf.summary.image(f"{name}/{image_name}", image)
@@ -49,7 +60,8 @@ def record_evaluation(run_dir, result, hypotheses, samples, images=None):
 
 
 def evaluate(translator, sources, references, eval_config, output_dir, name):
-    """Decode `sources`, score against `references`, record into `output_dir`.
+    """Decode `sources`, score against `references` (a list of references for each),
+    record into `output_dir`.
 
     Returns the result dict, with `hypotheses_file` and `samples`: the first
     `eval_config.samples` (source, reference, hypothesis) triples.
@@ -59,6 +71,25 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
     result = {"step": translator.step, "split": name, "sentences": len(sources), **scores}
     if getattr(translator, "averaged", 1) > 1:  # a SavedModel does not say
         result["averaged_checkpoints"] = translator.averaged
-    samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
+    samples = sample_rows(sources, references, hypotheses, eval_config.samples)
     hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
     return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
+
+
+def report(result):
+    """An evaluation result as the lines a person reads: scores, what was decoded,
+    signatures, the hypotheses file and the samples."""
+    averaged = result.get("averaged_checkpoints")
+    where = f"step {result['step']}" + (
+        f", mean of the last {averaged} checkpoints" if averaged else ""
+    )
+    lines = [
+        f"{result['split']} {format_scores(result)}  ({result['sentences']} sentences, {where})"
+    ]
+    lines += [f"  {result[key]}" for key in sorted(result) if key.endswith("_signature")]
+    lines.append(f"  hypotheses: {result['hypotheses_file']}")
+    for source, reference, hypothesis in result["samples"]:
+        lines.append(
+            f"  source:     {source}\n  reference:  {reference}\n  hypothesis: {hypothesis}"
+        )
+    return "\n".join(lines)

@@ -3,7 +3,9 @@
 Two forms:
 - `export_saved_model`: strings in, translations out; tokenizers inside as tensorflow-text
   ops, so loading it needs `import tensorflow_text` (and TensorFlow's own
-  `saved_model_cli run`, which cannot load those ops, cannot run it).
+  `saved_model_cli run`, which cannot load those ops, cannot run it). With a source
+  template, `serving_default` takes the template's fields as named string inputs and fills
+  the template in the graph; the `source_text` signature takes the filled-in text.
 - `export_ids_saved_model`: token ids in, token ids out, core TensorFlow ops only; the
   vocabularies travel as assets (`source.vocab`, `target.vocab`: line N is id N).
 """
@@ -13,27 +15,62 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from transformer_tf.data.templates import template_fields, template_parts
 from transformer_tf.data.tokenizers import finish_source
 from transformer_tf.inference.search import decode, output_budgets
+from transformer_tf.inference.translator import SOURCE_TEXT_SIGNATURE
 
 
-def _save(module, model, directory):
-    """`tf.saved_model.save` with the model's raw `tf.Variable`s tracked by `module`.
+def _save(module, model, directory, signatures=None):
+    """`tf.saved_model.save` with the model's raw `tf.Variable`s tracked by `module`;
+    `signatures` default to `serving_default`: `module.__call__`.
 
     The traced functions read the `tf.Variable`s inside Keras 3's variables; unless those
     are tracked as well, graph-mode loaders (`saved_model_cli run`, TensorFlow Serving)
     fail with "Could not find variable" (keras-team/keras#20095).
     """
     module.raw_variables = [variable.value for variable in model.variables]
-    signature = module.__call__.get_concrete_function()
-    tf.saved_model.save(module, str(directory), signatures={"serving_default": signature})
+    signatures = signatures or {"serving_default": module.__call__.get_concrete_function()}
+    tf.saved_model.save(module, str(directory), signatures=signatures)
     return directory
 
 
-def export_saved_model(translator, directory):
-    """Save `translator` with its `serving_default` signature:
-    sentences [batch] string -> translations [batch] string, scores, truncated."""
-    return _save(translator, translator.model, directory)
+def export_saved_model(translator, directory, source_template=None):
+    """Save `translator`. Its `serving_default` signature: sentences [batch] string ->
+    translations [batch] string, scores, truncated; with a `source_template`, one [batch]
+    string input per field of the template instead (and `source_text`: sentences)."""
+    if source_template is None:
+        return _save(translator, translator.model, directory)
+    fill, names = fill_template_function(source_template), template_fields(source_template)
+
+    def serve_fields(*fields):
+        return translator(fill(dict(zip(names, fields))))
+
+    translator.serve_fields = tf.function(
+        serve_fields, input_signature=[tf.TensorSpec([None], tf.string, name=n) for n in names]
+    )
+    signatures = {
+        "serving_default": translator.serve_fields.get_concrete_function(),
+        SOURCE_TEXT_SIGNATURE: translator.__call__.get_concrete_function(),
+    }
+    return _save(translator, translator.model, directory, signatures)
+
+
+def fill_template_function(template):
+    """A function of {field: [batch] string tensor} -> [batch] string tensor: `template`
+    filled in the graph (the same `template_parts` as `templates.fill_template`)."""
+    parts = template_parts(template)
+
+    def fill(fields):
+        pieces = []
+        for literal, name in parts:
+            if literal:
+                pieces.append(tf.constant(literal))
+            if name:
+                pieces.append(fields[name])
+        return pieces[0] if len(pieces) == 1 else tf.strings.join(pieces)
+
+    return fill
 
 
 class IdsTranslator(tf.Module):

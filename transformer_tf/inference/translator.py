@@ -23,32 +23,56 @@ BATCHES_IN_FLIGHT = 2
 
 log = logging.getLogger("transformer_tf")
 
+# The signature of an export with a source template that takes the filled-in source text.
+SOURCE_TEXT_SIGNATURE = "source_text"
 
-def translate_in_batches(translate, sentences, batch_size=64):
-    """Run `translate` (a Translator or a loaded `serving_default`) over a list of strings
-    in batches of similar length, and return its outputs as lists in input order.
 
-    Empty lines are not sent to the model: they translate to an empty line.
+def translate_in_batches(translate, inputs, batch_size=64):
+    """Run `translate` (a Translator or a loaded `serving_default`) over `inputs`, {input
+    name: list of strings} (`{"sentences": [...]}`, or one list per field of a source
+    template), in batches of similar length; return its outputs as lists in input order.
+
+    Empty examples (every input blank) are not sent to the model: their output is empty.
+    Inputs longer than the model reads are named in one warning.
     """
+    columns = list(inputs.values())
+    count = len(columns[0])
+    lengths = [sum(len(column[i]) for column in columns) for i in range(count)]
     order = sorted(
-        (i for i, s in enumerate(sentences) if s.strip()), key=lambda i: len(sentences[i])
+        (i for i in range(count) if any(column[i].strip() for column in columns)),
+        key=lambda i: lengths[i],
     )
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    outputs = {
-        "translations": [""] * len(sentences),
-        "scores": [0.0] * len(sentences),
-        "truncated": [False] * len(sentences),
-    }
+    outputs = {"translations": [""] * count, "scores": [0.0] * count, "truncated": [False] * count}
 
     def run(indices):
-        return translate(sentences=tf.constant([sentences[i] for i in indices]))
+        return translate(
+            **{name: tf.constant([column[i] for i in indices]) for name, column in inputs.items()}
+        )
 
     with ThreadPoolExecutor(BATCHES_IN_FLIGHT) as pool:
         for indices, result in zip(batches, pool.map(run, batches)):
             for key, values in result.items():
                 for i, value in zip(indices, values.numpy().tolist()):
                     outputs[key][i] = value.decode("utf-8") if isinstance(value, bytes) else value
+    _warn_truncated(outputs["truncated"])
     return outputs
+
+
+def _warn_truncated(truncated, shown=5):
+    """One warning for all the inputs longer than the model reads (their ends were not
+    translated), naming the first few by line number."""
+    lines = [number for number, cut in enumerate(truncated, start=1) if cut]
+    if lines:
+        more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
+        log.warning(
+            "warning: %d of %d inputs are longer than the model reads (model.pe_input "
+            "tokens); their ends were not used: line %s%s.",
+            len(lines),
+            len(truncated),
+            ", ".join(map(str, lines[:shown])),
+            more,
+        )
 
 
 _beam_search = tf.function(beam_search)
@@ -123,7 +147,7 @@ class Translator(tf.Module):
 
     def translate(self, sentences: list[str], batch_size: int = 64) -> list[str]:
         """Translate a Python list of strings, batched by length, in input order."""
-        return translate_in_batches(self, sentences, batch_size)["translations"]
+        return translate_in_batches(self, {"sentences": sentences}, batch_size)["translations"]
 
     def n_best(
         self, sentences: list[str], n: int, batch_size: int = 64
@@ -201,16 +225,39 @@ class ServedTranslator:
                 "or pass --saved-model DIR."
             )
         self.step = None  # not recorded in the SavedModel
-        self.signature = tf.saved_model.load(str(directory)).signatures["serving_default"]
+        signatures = tf.saved_model.load(str(directory)).signatures
+        self.signature = signatures["serving_default"]
+        # A model exported with a source template takes its fields by name; it also has
+        # the signature of the filled-in source text, which evaluation uses.
+        self.text_signature = signatures.get(SOURCE_TEXT_SIGNATURE, self.signature)
 
     def translate(self, sentences: list[str], batch_size: int = 64) -> list[str]:
-        """Translations of `sentences` (a list of str), in order; a warning names each
-        sentence longer than the model reads (its end is not translated)."""
-        outputs = translate_in_batches(self.signature, sentences, batch_size)
-        for number, truncated in enumerate(outputs["truncated"], start=1):
-            if truncated:
-                log.warning(
-                    "warning: line %d is longer than the model reads; its end was not translated.",
-                    number,
+        """Translations of `sentences` (a list of str), in order; one warning names the
+        sentences longer than the model reads (their ends are not translated)."""
+        return translate_in_batches(self.text_signature, {"sentences": sentences}, batch_size)[
+            "translations"
+        ]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The names of the model's string inputs: `sentences`, or the fields of the source
+        template it was exported with (e.g. `question`, `context`)."""
+        return list(self.signature.structured_input_signature[1])
+
+    def generate(self, inputs: dict[str, list[str]], batch_size: int = 64) -> list[str]:
+        """Outputs for `inputs`, {input name: list of strings}, in order."""
+        return translate_in_batches(self.signature, inputs, batch_size)["translations"]
+
+    def generate_records(self, records: list[tuple[str, dict]], batch_size: int = 64) -> list[str]:
+        """Outputs for JSON records, (where, record) pairs as `sources.parse_records` makes
+        them, each holding the model's `input_names` as string fields; a missing or
+        non-string field is refused in one sentence naming where the record is."""
+        names = self.input_names
+        for where, record in records:
+            missing = [n for n in names if not isinstance(record.get(n), str)]
+            if missing:
+                raise UserError(
+                    f"{where} has no string field {missing[0]!r}; this model takes "
+                    f"{', '.join(names)}."
                 )
-        return outputs["translations"]
+        return self.generate({n: [r[n] for _, r in records] for n in names}, batch_size)

@@ -19,10 +19,15 @@ from pathlib import Path
 import tensorflow as tf
 
 from transformer_tf.checkpoints import checkpoint_paths, restore_intact
-from transformer_tf.data.pipeline import count_too_long, distributed_train_dataset, eval_dataset
+from transformer_tf.data.pipeline import (
+    count_length_rules,
+    distributed_train_dataset,
+    eval_dataset,
+)
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
-from transformer_tf.evaluation.evaluate import decode_and_score, record_evaluation
+from transformer_tf.evaluation.evaluate import decode_and_score, record_evaluation, sample_rows
+from transformer_tf.evaluation.metrics import format_scores
 from transformer_tf.inference.translator import Translator
 from transformer_tf.model import build_model
 from transformer_tf.run_dir import RunDir
@@ -64,7 +69,7 @@ class Trainer:
         config: the resolved `Config` (vocabulary sizes filled in).
         strategy: the `tf.distribute.Strategy` to train under (made before any other
             TensorFlow work, as multi-worker training requires).
-        splits: {"train": (sources, targets), "validation": (sources, targets)}.
+        splits: {"train": Split, "validation": Split} (`transformer_tf.data.sources`).
         tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
             (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
     """
@@ -127,19 +132,34 @@ class Trainer:
         self._signal = None
 
     def _log_length_filter(self):
-        """Say once, at the start, how many training pairs the length filter drops."""
-        sources, targets = self.splits["train"]
-        max_length = self.config.data.max_length
-        too_long = count_too_long(
-            sources, targets, self.source_tokenizer, self.target_tokenizer, max_length
+        """Say once, at the start, how many training sources are cut at `model.pe_input`
+        and how many pairs the length limits leave out."""
+        split, data = self.splits["train"], self.config.data
+        pe_input = self.config.model.pe_input
+        cut, dropped = count_length_rules(
+            split.sources,
+            split.targets,
+            self.source_tokenizer,
+            self.target_tokenizer,
+            data,
+            pe_input,
         )
+        max_source, max_target = data.length_limits()
         log.info(
-            "training on %s pairs; %s with more than data.max_length=%d tokens on a side "
-            "are left out",
-            f"{len(sources) - too_long:,}",
-            f"{too_long:,}",
-            max_length,
+            "training on %s pairs; %s with more than %d source or %d target tokens "
+            "(data.max_length, max_source_length, max_target_length) are left out",
+            f"{len(split.sources) - dropped:,}",
+            f"{dropped:,}",
+            max_source,
+            max_target,
         )
+        if cut:
+            log.info(
+                "%s training sources are longer than the model reads (model.pe_input=%d "
+                "tokens): cut there, as evaluation and serving cut them",
+                f"{cut:,}",
+                pe_input,
+            )
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -164,13 +184,15 @@ class Trainer:
         micro = train.accumulation_steps
         dataset = distributed_train_dataset(
             self.strategy,
-            *self.splits["train"],
+            self.splits["train"].sources,
+            self.splits["train"].targets,
             self.source_tokenizer,
             self.target_tokenizer,
             self.config.data,
             seed=train.seed,
             start_batch=step * micro,
             num_batches=(total - step) * micro,
+            source_cut=self.config.model.pe_input,
         )
         self.train_step = TrainStep(
             self.model, self.optimizer, train, self.strategy, dataset.element_spec
@@ -306,28 +328,24 @@ class Trainer:
         """Validation loss, accuracy, BLEU and chrF; keeps the best checkpoint. Returns True
         when early stopping should end the run."""
         train, eval_config = self.config.train, self.config.eval
-        sources, references = self.splits["validation"]
-        if eval_config.max_sentences:
-            sources, references = (
-                sources[: eval_config.max_sentences],
-                references[: eval_config.max_sentences],
-            )
-        loss, accuracy = self._validation_loss(sources, references)
+        split = self.splits["validation"].head(eval_config.max_sentences)
+        references = split.reference_lists()
+        loss, accuracy = self._validation_loss(split.sources, split.targets)
         translator = self.translator
         translator.step = step
-        hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
+        hypotheses, scores = decode_and_score(translator, split.sources, references, eval_config)
         # Seconds since this process started training (not counting earlier runs resumed).
         result = {
             "step": step,
             "split": "validation",
-            "sentences": len(sources),
+            "sentences": len(split.sources),
             "seconds": round(time.perf_counter() - self.started, 1),
             "loss": loss,
             "accuracy": accuracy,
             **scores,
         }
-        samples = list(zip(sources, references, hypotheses))[: eval_config.samples]
-        attention = translator.attention(sources[0])["attention"]
+        samples = sample_rows(split.sources, references, hypotheses, eval_config.samples)
+        attention = translator.attention(split.sources[0])["attention"]
         last_layer = list(attention.values())[-1]  # [heads, target_len, source_len]
         if self.chief:  # every worker evaluates, so all take the same early-stopping decision
             record_evaluation(
@@ -338,12 +356,11 @@ class Trainer:
                 {"attention": attention_image(last_layer)},
             )
         log.info(
-            "validation at step %d: loss %.4f  accuracy %.3f  BLEU %.2f  chrF %.2f",
+            "validation at step %d: loss %.4f  accuracy %.3f  %s",
             step,
             loss,
             accuracy,
-            scores["bleu"],
-            scores["chrf"],
+            format_scores(scores),
         )
 
         score = result[train.best_metric]
@@ -369,16 +386,17 @@ class Trainer:
             return True
         return False
 
-    def _validation_loss(self, sources, references):
+    def _validation_loss(self, sources, targets):
         """Teacher-forced loss (without label smoothing) and token accuracy."""
         sums = {"loss": 0.0, "tokens": 0.0, "correct": 0.0}
         for source, target in eval_dataset(
             sources,
-            references,
+            targets,
             self.source_tokenizer,
             self.target_tokenizer,
             self.config.data,
             self.config.eval.batch_size,
+            self.config.model.pe_input,
         ):
             loss_sum, tokens, correct = self._eval_step(source, target)
             sums["loss"] += float(loss_sum)
