@@ -90,3 +90,18 @@ def test_a_bfloat16_run_is_decoded_by_a_float32_copy_of_its_weights(tmp_path):
     restored = Runner.from_run_dir(tmp_path / "run").translator().model
     for mine, saved in zip(model.get_weights(), restored.get_weights()):
         np.testing.assert_array_equal(mine, saved)
+
+
+def test_an_ensemble_of_runs_evaluates_and_exports_as_one_model(copy_run, trained_tied_run, capsys):
+    """A run with itself as its ensemble partner decodes exactly as alone; a partner with
+    other tokenizers is refused in one sentence."""
+    alone = Runner.from_run_dir(copy_run).evaluate("test")
+    partner = f"eval.ensemble=['{copy_run}']"
+    pair = Runner.from_run_dir(copy_run, [partner])
+    result = pair.evaluate("test")
+    assert result["ensemble_size"] == 2 and result["hypotheses_file"].endswith("-ensemble2.hyp.txt")
+    assert result["bleu"] == alone["bleu"]
+    exported = pair.export(str(copy_run / "ensemble_export"))
+    assert exported["check"] == alone["samples"][0][::2]  # (source, its translation alone)
+    assert main(["evaluate", "--run-dir", str(copy_run), "--ensemble", str(trained_tied_run)]) == 2
+    assert "an ensemble needs one set of tokenizers" in capsys.readouterr().err

@@ -183,6 +183,7 @@ def _translate_with_run(args):
 SET_HELP = "override a config key, e.g. --set train.steps=200 (repeatable)"
 AVERAGE_HELP = "use the mean weights of the last N checkpoints (default: eval.average_last)"
 TOKENIZE_HELP = "sacrebleu tokenizer for BLEU: 13a, intl, none, ..."
+ENSEMBLE_HELP = "another run directory to decode with, mean of the probabilities (repeatable)"
 SPLIT_HELP = "split of the configured data (default: eval.split)"
 OUTPUT_HELP = "file for the outputs, one per line (default: stdout)"
 OUTPUT_DIR_HELP = "where eval/ and metrics.jsonl go (default: the run directory, or .)"
@@ -227,6 +228,7 @@ def build_parser():
     def checkpoint_args(sub):
         sub.add_argument("--average-last", type=int, metavar="N", help=AVERAGE_HELP)
         sub.add_argument("--best", action="store_true", help="the best checkpoint by validation")
+        sub.add_argument("--ensemble", dest="eval.ensemble", action="append", help=ENSEMBLE_HELP)
 
     train = command("train", cmd_train, "train (or resume), then evaluate and export", True)
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")

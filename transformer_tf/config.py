@@ -205,6 +205,10 @@ class EvalConfig:
     # Decode with the mean weights of the last N checkpoints (after training, in `evaluate`
     # and `export`, unless --average-last says otherwise); 1: the latest weights alone.
     average_last: int = 1
+    # Run directories whose models decode together with this run's: each step takes the
+    # mean of their probabilities (each member also averaged as average_last says). They
+    # must have this run's tokenizers (same data and tokenizer settings give the same ones).
+    ensemble: List[str] = field(default_factory=list)
 
 
 @dataclass

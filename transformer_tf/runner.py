@@ -24,6 +24,7 @@ from transformer_tf.data.tokenizers import (
 )
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.evaluate import evaluate
+from transformer_tf.inference.ensemble import Ensemble
 from transformer_tf.inference.translator import ServedTranslator, Translator
 from transformer_tf.model import build_model
 from transformer_tf.run_dir import RunDir, saved_model_dir
@@ -177,9 +178,26 @@ class Runner:
             model, step = restore_model(
                 self.config.run_dir, self._resolve_model_config(), average_last, best
             )
+        members = [self._ensemble_member(d, average_last, best) for d in self.config.eval.ensemble]
+        if members:
+            model = Ensemble([model, *members])
         return Translator(
             model, *self.tokenizers(), self.config.eval, step=step, averaged=average_last
         )
+
+    def _ensemble_member(self, run_dir, average_last, best):
+        """The model of another run, to decode beside this one's (`eval.ensemble`): its own
+        config's architecture, this run's tokenizers (refused unless identical)."""
+        member = RunDir(run_dir)
+        for path in self.vocab_files():
+            other = member.vocab / path.name
+            if not other.is_file() or other.read_bytes() != path.read_bytes():
+                raise UserError(
+                    f"'{other}' is not this run's '{path}': an ensemble needs one set of "
+                    "tokenizers; train the members on the same data and tokenizer settings."
+                )
+        model_config = member.read_config().model
+        return restore_model(member.root, model_config, average_last, best)[0]
 
     def evaluate(
         self,
@@ -229,6 +247,11 @@ class Runner:
         if export_format not in EXPORT_FORMATS:
             raise UserError(
                 f"unknown export format {export_format!r}; use one of {', '.join(EXPORT_FORMATS)}."
+            )
+        if export_format == "ctranslate2" and self.config.eval.ensemble:
+            raise UserError(
+                "a CTranslate2 model holds one Transformer; export the ensemble as a "
+                "SavedModel, or drop eval.ensemble / --ensemble."
             )
         if export_format == "ctranslate2" and tokenizer == "none":
             raise UserError(

@@ -37,6 +37,8 @@ def record_evaluation(run_dir, result, hypotheses, samples, images=None):
     stem = f"{name}-step{step}" if step is not None else name
     if result.get("averaged_checkpoints", 1) > 1:  # not the file of checkpoint `step` alone
         stem += f"-mean{result['averaged_checkpoints']}"
+    if result.get("ensemble_size", 1) > 1:
+        stem += f"-ensemble{result['ensemble_size']}"
     hypotheses_file = run.eval / f"{stem}.hyp.txt"
     hypotheses_file.write_text("".join(h + "\n" for h in hypotheses), encoding="utf-8")
     (run.eval / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -71,6 +73,8 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
     result = {"step": translator.step, "split": name, "sentences": len(sources), **scores}
     if getattr(translator, "averaged", 1) > 1:  # a SavedModel does not say
         result["averaged_checkpoints"] = translator.averaged
+    if getattr(translator, "ensemble_size", 1) > 1:
+        result["ensemble_size"] = translator.ensemble_size
     samples = sample_rows(sources, references, hypotheses, eval_config.samples)
     hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
     return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
@@ -83,6 +87,8 @@ def report(result):
     where = f"step {result['step']}" + (
         f", mean of the last {averaged} checkpoints" if averaged else ""
     )
+    if result.get("ensemble_size"):
+        where += f", ensemble of {result['ensemble_size']} runs"
     lines = [
         f"{result['split']} {format_scores(result)}  ({result['sentences']} sentences, {where})"
     ]

@@ -91,6 +91,8 @@ class Translator(tf.Module):
         averaged: int, how many checkpoints (the last, up to `step`) the weights are the mean
             of, for the record; 1: one checkpoint.
 
+    `model` may be an `Ensemble` of Transformers (`inference/ensemble.py`).
+
     A trained run's translator comes from `Runner(config).translator()`.
 
     Example (needs a trained model and its tokenizers, so not run as a doctest):
@@ -107,6 +109,8 @@ class Translator(tf.Module):
         self.model = model
         self.step = step
         self.averaged = averaged
+        # Models decoding together (an `Ensemble`), for the record; 1: one model.
+        self.ensemble_size = len(getattr(model, "models", [model]))
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.eval_config = eval_config
