@@ -2,6 +2,7 @@
 the trained weights handed on in memory."""
 
 import collections
+import shutil
 import sys
 
 import numpy as np
@@ -14,7 +15,7 @@ from transformer_tf.data import sources
 from transformer_tf.data.tokenizers import SentencePieceTokenizer
 from transformer_tf.runner import Runner
 
-from conftest import QUICKSTART, TINY, tiny_args
+from conftest import QUICKSTART, TINY, captured_log, tiny_args
 
 SHORT = ["train.steps=20", "train.checkpoint_every=10", "train.log_every=10"]
 
@@ -101,6 +102,13 @@ def test_an_ensemble_of_runs_evaluates_and_exports_as_one_model(copy_run, traine
     result = pair.evaluate("test")
     assert result["ensemble_size"] == 2 and result["hypotheses_file"].endswith("-ensemble2.hyp.txt")
     assert result["bleu"] == alone["bleu"]
+    early = copy_run.parent / "stopped_early"  # a partner whose config wanted more steps
+    shutil.copytree(copy_run, early)
+    config = early / "config.yaml"
+    config.write_text(config.read_text().replace("  steps: 150\n", "  steps: 300\n"))
+    with captured_log() as messages:
+        Runner.from_run_dir(copy_run, [f"eval.ensemble=['{early}']"]).translator()
+    assert any(f"ensemble member '{early}' is at step 150 of its 300" in m for m in messages)
     exported = pair.export(str(copy_run / "ensemble_export"))
     assert exported["check"] == alone["samples"][0][::2]  # (source, its translation alone)
     assert main(["evaluate", "--run-dir", str(copy_run), "--ensemble", str(trained_tied_run)]) == 2

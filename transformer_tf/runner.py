@@ -196,8 +196,17 @@ class Runner:
                     f"'{other}' is not this run's '{path}': an ensemble needs one set of "
                     "tokenizers; train the members on the same data and tokenizer settings."
                 )
-        model_config = member.read_config().model
-        return restore_model(member.root, model_config, average_last, best)[0]
+        config = member.read_config()
+        model, step = restore_model(member.root, config.model, average_last, best)
+        if step < config.train.steps and not best:
+            log.warning(
+                "warning: ensemble member '%s' is at step %d of its %d (still training, or "
+                "stopped early); decoding with its checkpoints so far.",
+                run_dir,
+                step,
+                config.train.steps,
+            )
+        return model
 
     def evaluate(
         self,
