@@ -143,6 +143,10 @@ def test_rouge_runs_pick_the_best_by_rouge_l_and_evaluate_against_all_answers(
     )
     assert main(["evaluate", "--run-dir", str(trained_fields_run), "--split", "test"]) == 0
     out = capsys.readouterr().out
+    # --best is one checkpoint, whatever eval.average_last says.
+    best_args = ["--best", "--set", "eval.average_last=2", "--split", "validation"]
+    assert main(["evaluate", "--run-dir", str(trained_fields_run), *best_args]) == 0
+    assert f"step {best}" in capsys.readouterr().out
     assert "ROUGE-1/2/L" in out and "nrefs:2|multi:max|stem:porter" in out
 
 

@@ -171,7 +171,8 @@ class Runner:
         weights: those in memory after `train`, else the latest checkpoint; or the mean of
         the last `average_last` checkpoints (default `eval.average_last`), or the best by
         validation (both from disk)."""
-        average_last = average_last or self.config.eval.average_last
+        # The best checkpoint is one checkpoint: eval.average_last does not apply to it.
+        average_last = average_last or (1 if best else self.config.eval.average_last)
         if self._trained is not None and average_last == 1 and not best:
             model, step = self._trained
         else:
