@@ -138,8 +138,8 @@ def test_tfds_source_with_mock_data():
     with tfds.testing.mock_data(num_examples=6):
         splits = sources.load_splits(data)
     assert set(splits) == {"train", "validation", "test"}
-    for portuguese, english in splits.values():
-        assert len(portuguese) == len(english) > 0
+    for portuguese, english, references in splits.values():
+        assert len(portuguese) == len(english) > 0 and references is None
         assert all(isinstance(text, str) for text in portuguese + english)
 
     data = config_from_dict(
