@@ -25,7 +25,7 @@ from transformer_tf.config import (
     load_config,  # noqa: E402
     resolve_model_config,  # noqa: E402
 )
-from transformer_tf.data.pipeline import train_dataset  # noqa: E402
+from transformer_tf.data.pipeline import train_dataset, training_pairs  # noqa: E402
 from transformer_tf.data.sources import load_splits  # noqa: E402
 from transformer_tf.data.tokenizers import build_or_load_tokenizers  # noqa: E402
 from transformer_tf.model import build_model  # noqa: E402
@@ -59,7 +59,8 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as vocab:
         tokenizers = build_or_load_tokenizers(config.tokenizer, train_src, train_tgt, vocab)
 
-    batches = iter(train_dataset(train_src, train_tgt, *tokenizers, config.data, seed=0))
+    pairs = training_pairs(train_src, train_tgt, *tokenizers)
+    batches = iter(train_dataset(pairs, config.data, seed=0))
     first, cached = epoch_rates(batches, len(train_src))
     print(f"pipeline: first epoch {first:,.0f} sentences/s, cached {cached:,.0f}", file=sys.stderr)
 

@@ -32,7 +32,7 @@ from transformer_tf.config import (
     config_from_dict,  # noqa: E402
     resolve_model_config,  # noqa: E402
 )
-from transformer_tf.data.pipeline import train_dataset  # noqa: E402
+from transformer_tf.data.pipeline import train_dataset, training_pairs  # noqa: E402
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID  # noqa: E402
 from transformer_tf.inference.export_ctranslate2 import (  # noqa: E402
     export_ctranslate2,
@@ -89,9 +89,8 @@ def main(argv=None):
     optimizer = make_optimizer(config.train, config.model.d_model)
     step = TrainStep(model, optimizer, config.train)
     started = time.perf_counter()
-    for source, target in train_dataset(
-        train_src, train_tgt, *tokenizers, config.data, seed=1, num_batches=args.train_steps
-    ):
+    pairs = training_pairs(train_src, train_tgt, *tokenizers)
+    for source, target in train_dataset(pairs, config.data, seed=1, num_batches=args.train_steps):
         step.update(source, target)
     print(
         f"trained {args.train_steps} steps in {time.perf_counter() - started:.0f} s",

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from transformer_tf.config import config_from_dict, resolve_model_config
-from transformer_tf.data.pipeline import train_dataset
+from transformer_tf.data.pipeline import train_dataset, training_pairs
 from transformer_tf.model import build_model
 from transformer_tf.model.layers import positional_encoding
 from transformer_tf.training.losses import masked_loss_sum
@@ -80,7 +80,9 @@ def make_batches(data_dir, count):
     tf.keras.utils.set_random_seed(config.train.seed)
     sources, targets = multi30k(data_dir, "train")
     tokenizers = multi30k_tokenizers(sources, targets)
-    dataset = train_dataset(sources, targets, *tokenizers, config.data, seed=1, num_batches=count)
+    dataset = train_dataset(
+        training_pairs(sources, targets, *tokenizers), config.data, seed=1, num_batches=count
+    )
     batches = [(s.numpy(), t.numpy()) for s, t in dataset]
     return batches, [t.vocab_size for t in tokenizers]
 

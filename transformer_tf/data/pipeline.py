@@ -8,14 +8,14 @@ _TOKENIZE_CHUNK = 1024  # sentences tokenized per call: ragged ops are cheaper i
 _UNCUT = 2**31 - 1
 
 
-def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
-    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors; sources cut to
-    `source_cut` tokens (the model's `pe_input`) as the translator cuts them."""
+def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
+    """Dataset of (source ids + EOS cut to `source_cut` tokens, BOS + target ids + EOS,
+    whether the source was cut)."""
 
     def tokenize(src, tgt):
-        src_ids, _ = cut_source(source_tokenizer.tokenize(src), source_cut or _UNCUT)
+        src_ids, cut = cut_source(source_tokenizer.tokenize(src), source_cut or _UNCUT)
         tgt_ids = add_bos_eos(target_tokenizer.tokenize(tgt), bos=True)
-        return src_ids, tgt_ids
+        return src_ids, tgt_ids, cut
 
     return (
         tf.data.Dataset.from_tensor_slices((sources, targets))
@@ -24,30 +24,40 @@ def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source
         .unbatch()
         # Rows of a ragged batch come out typed as ragged; an identity map makes them
         # the dense vectors they are, which padded_batch needs.
-        .map(lambda src, tgt: (src, tgt))
+        .map(lambda src, tgt, cut: (src, tgt, cut))
     )
+
+
+def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
+    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors; sources cut to
+    `source_cut` tokens (the model's `pe_input`) as the translator cuts them."""
+    pairs = _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut)
+    return pairs.map(lambda src, tgt, cut: (src, tgt))
+
+
+def training_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
+    """The training split for `train_dataset` and `count_length_rules`: `tokenized_pairs`
+    with a flag per source that was cut, kept in memory after the first pass, so the split
+    is tokenized once for the count at the start and for every epoch."""
+    return _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut).cache()
 
 
 def _within(data_config):
     """Whether a pair keeps to `data_config.length_limits()`."""
     max_source, max_target = data_config.length_limits()
-    return lambda s, t: tf.logical_and(tf.size(s) <= max_source, tf.size(t) <= max_target)
+    return lambda s, t, *_: tf.logical_and(tf.size(s) <= max_source, tf.size(t) <= max_target)
 
 
-def count_length_rules(
-    sources, targets, source_tokenizer, target_tokenizer, data_config, source_cut
-):
-    """(sources longer than `source_cut` tokens, which are cut there; pairs then longer
-    than the data config's limits, which training leaves out)."""
+def count_length_rules(pairs, data_config):
+    """(sources that were cut, pairs longer than the data config's limits, which training
+    leaves out) of `training_pairs`."""
     within = _within(data_config)
 
     def count(totals, pair):
-        source, target = pair
-        cut = tf.size(source) > source_cut
-        kept = within(source[: tf.minimum(tf.size(source), source_cut)], target)
+        source, target, cut = pair
+        kept = within(source, target)
         return totals + tf.cast(tf.stack([cut, tf.logical_not(kept)]), tf.int64)
 
-    pairs = tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer)
     cut, dropped = pairs.reduce(tf.zeros([2], tf.int64), count).numpy().tolist()
     return cut, dropped
 
@@ -70,33 +80,20 @@ def bucket_batch_sizes(boundaries, data_config, replicas=1):
     return [max(replicas, size // replicas * replicas) for size in sizes]
 
 
-def train_dataset(
-    sources,
-    targets,
-    source_tokenizer,
-    target_tokenizer,
-    data_config,
-    seed,
-    start_batch=0,
-    num_batches=-1,
-    replicas=1,
-    source_cut=None,
-):
+def train_dataset(pairs, data_config, seed, start_batch=0, num_batches=-1, replicas=1):
     """Deterministic stream of padded training batches `start_batch` to
-    `start_batch + num_batches` (-1: endless).
+    `start_batch + num_batches` (-1: endless) of `training_pairs`.
 
-    Sources are cut to `source_cut` tokens (the model's `pe_input`); then pairs with more
-    tokens than `data_config.length_limits()` are dropped; the rest are batched with pairs
-    of similar length, `batch_size` sentences or `batch_tokens` tokens (padding counted) at
-    a time, a multiple of `replicas`. The order depends only on `seed`, so `start_batch`
-    resumes exactly where a run stopped.
+    Pairs with more tokens than `data_config.length_limits()` are dropped; the rest are
+    batched with pairs of similar length, `batch_size` sentences or `batch_tokens` tokens
+    (padding counted) at a time, a multiple of `replicas`. The order depends only on
+    `seed`, so `start_batch` resumes exactly where a run stopped.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
     boundaries = length_buckets(max(data_config.length_limits()))
     dataset = (
-        tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut)
-        .filter(_within(data_config))
-        .cache()
+        pairs.filter(_within(data_config))
+        .map(lambda src, tgt, cut: (src, tgt))
         .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         # Batch sentences of similar length together: padding is wasted compute.
@@ -114,18 +111,7 @@ def train_dataset(
     return dataset.skip(start_batch).take(num_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def distributed_train_dataset(
-    strategy,
-    sources,
-    targets,
-    source_tokenizer,
-    target_tokenizer,
-    data_config,
-    seed,
-    start_batch=0,
-    num_batches=-1,
-    source_cut=None,
-):
+def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0, num_batches=-1):
     """`train_dataset`'s global batches split over the replicas of `strategy`.
 
     Every worker builds the same global batches and keeps its own rows of each: worker w
@@ -146,18 +132,7 @@ def distributed_train_dataset(
             ]
             return tf.data.Dataset.from_tensor_slices(tuple(parts))
 
-        batches = train_dataset(
-            sources,
-            targets,
-            source_tokenizer,
-            target_tokenizer,
-            data_config,
-            seed,
-            start_batch,
-            num_batches,
-            replicas,
-            source_cut,
-        )
+        batches = train_dataset(pairs, data_config, seed, start_batch, num_batches, replicas)
         return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

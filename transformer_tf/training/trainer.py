@@ -23,6 +23,7 @@ from transformer_tf.data.pipeline import (
     count_length_rules,
     distributed_train_dataset,
     eval_dataset,
+    training_pairs,
 )
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
@@ -131,24 +132,16 @@ class Trainer:
         )
         self._signal = None
 
-    def _log_length_filter(self):
+    def _log_length_rules(self, pairs):
         """Say once, at the start, how many training sources are cut at `model.pe_input`
         and how many pairs the length limits leave out."""
-        split, data = self.splits["train"], self.config.data
-        pe_input = self.config.model.pe_input
-        cut, dropped = count_length_rules(
-            split.sources,
-            split.targets,
-            self.source_tokenizer,
-            self.target_tokenizer,
-            data,
-            pe_input,
-        )
+        data, pe_input = self.config.data, self.config.model.pe_input
+        cut, dropped = count_length_rules(pairs, data)
         max_source, max_target = data.length_limits()
         log.info(
             "training on %s pairs; %s with more than %d source or %d target tokens "
             "(data.max_length, max_source_length, max_target_length) are left out",
-            f"{len(split.sources) - dropped:,}",
+            f"{len(self.splits['train'].sources) - dropped:,}",
             f"{dropped:,}",
             max_source,
             max_target,
@@ -179,20 +172,23 @@ class Trainer:
             self.config.model.target_vocab_size,
             train.precision,
         )
-        if step == 0:
-            self._log_length_filter()
-        micro = train.accumulation_steps
-        dataset = distributed_train_dataset(
-            self.strategy,
-            self.splits["train"].sources,
-            self.splits["train"].targets,
+        split, micro = self.splits["train"], train.accumulation_steps
+        pairs = training_pairs(
+            split.sources,
+            split.targets,
             self.source_tokenizer,
             self.target_tokenizer,
+            self.config.model.pe_input,
+        )
+        if step == 0:
+            self._log_length_rules(pairs)  # its pass fills the cache training reads
+        dataset = distributed_train_dataset(
+            self.strategy,
+            pairs,
             self.config.data,
             seed=train.seed,
             start_batch=step * micro,
             num_batches=(total - step) * micro,
-            source_cut=self.config.model.pe_input,
         )
         self.train_step = TrainStep(
             self.model, self.optimizer, train, self.strategy, dataset.element_spec
