@@ -14,14 +14,7 @@ from pathlib import Path
 from transformer_tf.config import EvalConfig, config_from_dict
 from transformer_tf.errors import UserError
 from transformer_tf.run_dir import load_run_config
-
-log = logging.getLogger("transformer_tf")
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time of each message."""
-
-    stream = property(lambda self: sys.stderr, lambda self, value: None)
+from transformer_tf.training.progress import log_to_stderr
 
 
 def _config(args, required=True):
@@ -112,9 +105,10 @@ def cmd_evaluate(args):
     if not (args.config or args.run_dir or (args.saved_model and args.src)):
         raise UserError("pass --config or --run-dir, or --saved-model with --src and --ref.")
     runner = _runner(args, required=False)
-    translator = (
-        _served(args) if args.saved_model else runner.translator(args.average_last, args.best)
-    )
+    if args.saved_model:
+        translator = runner.served(args.saved_model)
+    else:
+        translator = runner.translator(args.average_last, args.best)
     output_dir = args.output_dir or (runner.config.run_dir if args.config or args.run_dir else ".")
     files = (args.src, args.ref) if args.src else None
     _print_report(runner.evaluate(args.split, files, translator, output_dir))
@@ -129,12 +123,8 @@ def cmd_export(args):
 
 
 def _served(args):
-    """The SavedModel of --saved-model, or of the run of --config / --run-dir."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from transformer_tf.inference.translator import ServedTranslator
-    from transformer_tf.run_dir import saved_model_dir
-
-    return ServedTranslator(args.saved_model or saved_model_dir(_config(args)))
+    """The SavedModel of --saved-model, or the one the run of --config / --run-dir exported."""
+    return _runner(args, required=not args.saved_model).served(args.saved_model)
 
 
 def cmd_translate(args):
@@ -160,8 +150,7 @@ def _translate_with_run(args):
         raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
     if args.n_best is not None and args.n_best < 1:
         raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
-    translator = _runner(args).translator()
-    sentences = _read_input(args)
+    translator, sentences = _runner(args).translator(), _read_input(args)
     if args.n_best is not None:
         n_best = translator.n_best(sentences, args.n_best, args.batch_size)
         lines = [
@@ -179,29 +168,6 @@ def _translate_with_run(args):
     return 0
 
 
-# Help texts of the options too long to sit beside their argument.
-SET_HELP = "override a config key, e.g. --set train.steps=200 (repeatable)"
-AVERAGE_HELP = "use the mean weights of the last N checkpoints (default: eval.average_last)"
-TOKENIZE_HELP = "sacrebleu tokenizer for BLEU: 13a, intl, none, ..."
-ENSEMBLE_HELP = "another run directory to decode with, mean of the probabilities (repeatable)"
-SPLIT_HELP = "split of the configured data (default: eval.split)"
-OUTPUT_HELP = "file for the outputs, one per line (default: stdout)"
-OUTPUT_DIR_HELP = "where eval/ and metrics.jsonl go (default: the run directory, or .)"
-FORMATS = ["saved_model", "ctranslate2"]
-FORMAT_HELP = "ctranslate2 needs pip install 'transformer_tf[ctranslate2]'"
-TOKENIZERS = ["included", "none"]
-TOKENIZER_HELP = (
-    "included: strings in and out (needs tensorflow-text); none: token ids in and out, "
-    "core TensorFlow ops only (saved_model_cli run, servers without tensorflow-text)"
-)
-ATTENTION_HELP = "with --config/--run-dir: one sentence's attention as an image"
-GENERATE_INPUT_HELP = (
-    "JSON lines, one object each with the model's inputs: the fields of its source template "
-    '(e.g. {"question": ..., "context": ...}), or "sentences" (default: stdin)'
-)
-N_BEST_HELP = "with --config/--run-dir: the N best, as `index ||| text ||| score`"
-
-
 def build_parser():
     """The `transformer-tf` argument parser, one subcommand per `cmd_*` function."""
     parser = argparse.ArgumentParser(
@@ -216,19 +182,19 @@ def build_parser():
         run = sub.add_argument_group("run")
         run.add_argument("--config", required=config_required, help="YAML config file")
         run.add_argument("--run-dir", help="run directory (overrides the config's run_dir)")
-        run.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+        run.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config key")
         return sub
 
-    def serving_args(sub, input_help, output_help):
+    def serving_args(sub, input_help):
         sub.add_argument("--saved-model", help="SavedModel directory")
         sub.add_argument("--input", help=input_help)
-        sub.add_argument("--output", help=output_help)
+        sub.add_argument("--output", help="file for the outputs (default: stdout)")
         sub.add_argument("--batch-size", type=int, default=EvalConfig.batch_size)
 
     def checkpoint_args(sub):
-        sub.add_argument("--average-last", type=int, metavar="N", help=AVERAGE_HELP)
+        sub.add_argument("--average-last", type=int, metavar="N", help="mean of the last N")
         sub.add_argument("--best", action="store_true", help="the best checkpoint by validation")
-        sub.add_argument("--ensemble", dest="eval.ensemble", action="append", help=ENSEMBLE_HELP)
+        sub.add_argument("--ensemble", dest="eval.ensemble", action="append", help="another run")
 
     train = command("train", cmd_train, "train (or resume), then evaluate and export", True)
     train.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
@@ -236,44 +202,49 @@ def build_parser():
 
     evaluate = command("evaluate", cmd_evaluate, "scores of a split, or of --src/--ref")
     evaluate.add_argument("--saved-model", help="evaluate this SavedModel instead of the run")
-    evaluate.add_argument("--split", choices=["train", "validation", "test"], help=SPLIT_HELP)
+    evaluate.add_argument("--split", choices=["train", "validation", "test"])
     evaluate.add_argument("--src", help="source sentences, one per line")
     evaluate.add_argument("--ref", help="reference translations, one per line")
-    evaluate.add_argument("--output-dir", help=OUTPUT_DIR_HELP)
-    evaluate.add_argument("--tokenize", dest="eval.tokenize", help=TOKENIZE_HELP)
+    evaluate.add_argument("--output-dir", help="where eval/ goes (default: the run's)")
+    evaluate.add_argument("--tokenize", dest="eval.tokenize", help="sacrebleu's: 13a, intl, ...")
     evaluate.add_argument("--lowercase", dest="eval.lowercase", action="store_true")
     evaluate.add_argument("--beam-size", dest="eval.beam_size", type=int, help="1: greedy")
     evaluate.add_argument("--length-penalty", dest="eval.length_penalty", type=float)
     checkpoint_args(evaluate)
 
     export = command("export", cmd_export, "write a SavedModel (or CTranslate2 model)")
-    export.add_argument("--format", choices=FORMATS, default=FORMATS[0], help=FORMAT_HELP)
+    export.add_argument(
+        "--format",
+        choices=["saved_model", "ctranslate2"],
+        default="saved_model",
+        help="ctranslate2 needs pip install 'transformer_tf[ctranslate2]'",
+    )
     export.add_argument("--output", help="directory (default: export.directory or the run's)")
-    export.add_argument("--tokenizer", choices=TOKENIZERS, default="included", help=TOKENIZER_HELP)
+    export.add_argument(
+        "--tokenizer",
+        choices=["included", "none"],
+        default="included",
+        help="none: token ids in and out, core TensorFlow ops only",
+    )
     checkpoint_args(export)
 
     command("build-vocab", cmd_build_vocab, "build the run's tokenizers, and stop", True)
 
     translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
-    serving_args(translate, "file of sentences, one per line (default: stdin)", OUTPUT_HELP)
-    translate.add_argument("--attention", metavar="FILE.png", help=ATTENTION_HELP)
-    translate.add_argument("--n-best", type=int, metavar="N", help=N_BEST_HELP)
+    serving_args(translate, "sentences, one per line (default: stdin)")
+    translate.add_argument("--attention", metavar="FILE.png", help="one sentence's attention")
+    translate.add_argument("--n-best", type=int, metavar="N", help="`index ||| text ||| score`")
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
 
     generate = command("generate", cmd_generate, "outputs for JSON lines of the model's inputs")
-    serving_args(generate, GENERATE_INPUT_HELP, OUTPUT_HELP)
+    serving_args(generate, 'JSON lines of the inputs, e.g. {"question": .., "context": ..}')
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with `argv` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
-    if not log.handlers:
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False  # a library may have configured the root logger as well
+    log_to_stderr(logging.getLogger("transformer_tf"))
     try:
         return args.func(args)
     except UserError as err:

@@ -186,6 +186,10 @@ class Runner:
             model, *self.tokenizers(), self.config.eval, step=step, averaged=average_last
         )
 
+    def served(self, saved_model: str | Path | None = None) -> ServedTranslator:
+        """The SavedModel at `saved_model`, or the one this run exported."""
+        return ServedTranslator(saved_model or saved_model_dir(self.config))
+
     def _ensemble_member(self, run_dir, average_last, best):
         """The model of another run, to decode beside this one's (`eval.ensemble`): its own
         config's architecture, this run's tokenizers (refused unless identical)."""

@@ -1,4 +1,5 @@
-"""Progress on the terminal: a live line on a TTY, plain periodic log lines otherwise."""
+"""Progress on the terminal: a live line on a TTY, plain periodic log lines otherwise, and
+the log lines themselves (`log_to_stderr`)."""
 
 import logging
 import sys
@@ -59,3 +60,20 @@ class Progress:
 
     def elapsed(self):
         return format_seconds(time.perf_counter() - self.started)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each message (tests swap it)."""
+
+    stream = property(lambda self: sys.stderr, lambda self, value: None)
+
+
+def log_to_stderr(logger):
+    """Send `logger`'s INFO messages to stderr as `HH:MM:SS message` lines, once."""
+    if logger.handlers:
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # a library may have configured the root logger as well
