@@ -1,10 +1,12 @@
-"""Tokenizers: the same ids inside and outside tf.function, and a shared WordPiece
-vocabulary from text files to a served model."""
+"""Tokenizers: the same ids inside and outside tf.function, a shared WordPiece vocabulary
+from text files to a served model, and vocabularies built on a bounded sample."""
 
 import pytest
 import tensorflow as tf
 
 from transformer_tf.cli import main
+from transformer_tf.config import config_from_dict
+from transformer_tf.data.tokenizers import build_or_load_tokenizers, sample_sentences
 
 from conftest import serve_in_fresh_process, tiny_args, write_lines
 
@@ -49,3 +51,25 @@ def test_text_files_with_a_shared_wordpiece_vocabulary_train_export_and_serve(co
     served = serve_in_fresh_process(run_dir / "export", [first])
     evaluated = (run_dir / "eval" / "test-step60.hyp.txt").read_text().splitlines()[0]
     assert served["translations"] == [evaluated]
+
+
+def test_a_split_larger_than_sample_size_builds_its_vocabulary_on_a_sample(
+    corpus, tmp_path, caplog
+):
+    """The vocabulary of a sampled split is exactly the vocabulary of that sample: the
+    sample is all the builder sees, and the same split always gives the same sample."""
+    english, german = corpus["train"]
+    size = len(german) // 2
+    config = config_from_dict(
+        {"tokenizer": {"shared": True, "source_vocab_size": 300, "sample_size": size}}
+    ).tokenizer
+    with caplog.at_level("INFO", logger="transformer_tf"):
+        build_or_load_tokenizers(config, english, german, tmp_path / "sampled")
+    assert f"on {size:,} sentences sampled from {2 * len(german):,}" in caplog.text
+
+    sample, seen = sample_sentences([*english, *german], size)
+    assert seen == 2 * len(german) and len(sample) == size
+    whole = config_from_dict({"tokenizer": {"shared": True, "source_vocab_size": 300}}).tokenizer
+    build_or_load_tokenizers(whole, sample, [], tmp_path / "sample")
+    model = "source.model"
+    assert (tmp_path / "sampled" / model).read_bytes() == (tmp_path / "sample" / model).read_bytes()

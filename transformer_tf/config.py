@@ -107,6 +107,9 @@ class TokenizerConfig:
     source_vocab_size: int = 8000  # requested size; the real size may be smaller on a small corpus
     target_vocab_size: int = 8000  # requested size of the target vocabulary (not shared)
     character_coverage: float = 1.0  # sentencepiece
+    # sentences the vocabulary is built from: a larger training split is sampled (uniformly,
+    # reproducibly), so vocabulary time and memory stop growing with the corpus
+    sample_size: int = 1_000_000
 
 
 @dataclass
@@ -378,6 +381,7 @@ def _check(config, source):
         "eval.average_last": config.eval.average_last,
         "tokenizer.source_vocab_size": config.tokenizer.source_vocab_size,
         "tokenizer.target_vocab_size": config.tokenizer.target_vocab_size,
+        "tokenizer.sample_size": config.tokenizer.sample_size,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -11,7 +11,9 @@ Special ids are fixed for every tokenizer: 0 padding, 1 unknown, 2 start (BOS), 
 """
 
 import io
+import itertools
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -58,8 +60,11 @@ def train_sentencepiece(sentences, path, vocab_size, model_type="unigram", chara
             eos_id=EOS_ID,
             num_threads=2,
             minloglevel=2,
-            # A large corpus is sampled: enough for the statistics, bounded memory.
-            input_sentence_size=2_000_000,
+            # The sentences are `sample_sentences` already; SentencePiece's own sampling
+            # would draw from them again, so it is given room for all of them. The 2,000,000
+            # floor and the shuffle keep the vocabulary of every corpus up to that size
+            # exactly what it was before the sample existed (measured: they change it).
+            input_sentence_size=max(2_000_000, len(sentences)),
             shuffle_input_sentence=True,
         )
     except RuntimeError as err:
@@ -256,20 +261,45 @@ def load_tokenizers(vocab_dir, tokenizer_type):
     )
 
 
+def sample_sentences(sentences, size, seed=0):
+    """(at most `size` of `sentences`, how many there were): a uniform sample drawn in one
+    pass over any iterable (reservoir sampling with a seeded generator), so the same corpus
+    always gives the same sample; a corpus of `size` or fewer comes back whole, in order.
+
+    >>> sample_sentences(["a", "b", "c"], 5)
+    (['a', 'b', 'c'], 3)
+    >>> sample, seen = sample_sentences(map(str, range(1000)), 10)
+    >>> len(sample), seen, sample == sample_sentences(map(str, range(1000)), 10)[0]
+    (10, 1000, True)
+    """
+    generator, sample, seen = random.Random(seed), [], 0
+    for seen, sentence in enumerate(sentences, start=1):
+        if seen <= size:
+            sample.append(sentence)
+        else:
+            slot = generator.randrange(seen)
+            if slot < size:
+                sample[slot] = sentence
+    return sample, seen
+
+
 def _build_vocabulary(tokenizer_config, sentences, path, size):
+    sentences, seen = sample_sentences(sentences, tokenizer_config.sample_size)
+    drawn = f"{len(sentences):,} sentences"
+    drawn += f" sampled from {seen:,}" if seen > len(sentences) else ""
     if tokenizer_config.type == "wordpiece":
         log.info(
-            "building a WordPiece vocabulary (about %d entries) from %s sentences; "
+            "building a WordPiece vocabulary (about %d entries) from %s; "
             "one to two minutes per 25,000 sentences on a CPU",
             size,
-            f"{len(sentences):,}",
+            drawn,
         )
         return build_wordpiece_vocab(sentences, path, size)
     log.info(
-        "training a SentencePiece model (%s, at most %d pieces) on %s sentences",
+        "training a SentencePiece model (%s, at most %d pieces) on %s",
         tokenizer_config.model_type,
         size,
-        f"{len(sentences):,}",
+        drawn,
     )
     return train_sentencepiece(
         sentences, path, size, tokenizer_config.model_type, tokenizer_config.character_coverage
@@ -298,7 +328,7 @@ def build_or_load_tokenizers(tokenizer_config, train_sources, train_targets, voc
         if not all(path.exists() for path in paths.values()):
             _build_vocabulary(
                 tokenizer_config,
-                list(train_sources) + list(train_targets),
+                itertools.chain(train_sources, train_targets),
                 paths["source"],
                 tokenizer_config.source_vocab_size,
             )
