@@ -1,4 +1,5 @@
-"""Evaluation: the package's BLEU and chrF are sacrebleu's on the same files."""
+"""Evaluation: the package's BLEU and chrF are sacrebleu's on the same files, and outputs
+that ignore their source are warned about."""
 
 import json
 import sys
@@ -80,3 +81,15 @@ def test_evaluate_files_matches_the_sacrebleu_command(trained_run, tmp_path, cap
         == 0
     )
     assert (served_dir / "eval" / "val.en.hyp.txt").read_text() == hypotheses.read_text()
+
+
+def test_outputs_that_do_not_depend_on_the_source_are_warned_about(caplog):
+    from transformer_tf.evaluation.evaluate import warn_if_source_ignored
+
+    sources = [f"dialogue {i}" for i in range(40)]
+    with caplog.at_level("WARNING", logger="transformer_tf"):
+        assert not warn_if_source_ignored(sources, [f"summary {i % 8}" for i in range(40)])
+        assert not warn_if_source_ignored(sources[:10], ["the same"] * 10)  # too few to tell
+        assert caplog.text == ""
+        assert warn_if_source_ignored(sources, ["the same"] * 39 + ["another"])
+    assert "40 different inputs got 2 different outputs" in caplog.text

@@ -15,10 +15,28 @@ def decode_and_score(translator, sources, references, eval_config):
     """Translate `sources` and score them against `references` (one list of references
     each) with `eval_config.metrics`: (hypotheses, scores)."""
     hypotheses = translator.translate(sources, eval_config.batch_size)
+    warn_if_source_ignored(sources, hypotheses)
     scores = corpus_scores(
         hypotheses, references, eval_config.metrics, eval_config.tokenize, eval_config.lowercase
     )
     return hypotheses, scores
+
+
+def warn_if_source_ignored(sources, hypotheses):
+    """Warn (and return True) when at least 20 different sources got under a tenth as many
+    different outputs: the model writes the same text whatever it reads. Normal in the first
+    updates; later it is an encoder whose outputs collapsed to one vector (measured on
+    DialogSum, docs/results.md)."""
+    inputs, outputs = len(set(sources)), len(set(hypotheses))
+    if inputs < 20 or outputs * 10 >= inputs:
+        return False
+    log.warning(
+        "warning: %d different inputs got %d different outputs: the model is not using "
+        "its source (see docs/results.md, 'When the encoder collapses')",
+        inputs,
+        outputs,
+    )
+    return True
 
 
 def sample_rows(sources, references, hypotheses, count):
