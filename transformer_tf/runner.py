@@ -300,7 +300,7 @@ class Runner:
         directory = Path(output or saved_model_dir(self.config))
         export_saved_model(translator, directory, self.config.data.source_template)
         sentence = self._check_sentence()
-        served = ServedTranslator(directory)
+        served = self.served(directory)
         return directory, (sentence, served.translate([sentence])[0])
 
     def _export_ctranslate2(self, translator, output):
