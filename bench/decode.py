@@ -11,14 +11,17 @@ every system:
 - a reference of the tutorial's translator, written here: greedy, one sentence at a time,
   the whole model (encoder included) re-run for every new token.
 
-    python bench/decode.py --data ../shared/data/multi30k [--train-steps 400]
+    python bench/decode.py --data ../shared/data/multi30k [--train-steps 400] [--repeats 3]
 
 The weights come from a short training run on Multi30K train (`--train-steps`), enough for
-the outputs to be sentences of realistic length. Prints one table.
+the outputs to be sentences of realistic length. Each system is timed `--repeats` times
+(one decode of the test set takes seconds, and one timing varies by 10-20 % on these
+machines); the table shows the median. Prints one table.
 """
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -74,6 +77,9 @@ def main(argv=None):
     parser.add_argument(
         "--batch-sizes", default="64,256", help="comma-separated decoding batch sizes to time"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timings per system; the median is reported"
+    )
     args = parser.parse_args(argv)
     config = config_from_dict(
         {"model": TUTORIAL_SIZE, "data": {"batch_size": 64}, "train": {"warmup_steps": 400}}
@@ -98,17 +104,21 @@ def main(argv=None):
     )
 
     def timed(name, translate):
-        """Time `translate(sentences)` on the test set after a warm-up on 128 of them; add
-        a row (output tokens counted with EOS, as the reference counts them)."""
+        """Time `translate(sentences)` on the test set `--repeats` times after a warm-up on
+        128 of them; add a row of the median (output tokens counted with EOS, as the
+        reference counts them)."""
         translate(test_src[:128])  # trace every path once
-        started = time.perf_counter()
-        outputs = translate(test_src)
-        seconds = time.perf_counter() - started
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            outputs = translate(test_src)
+            times.append(time.perf_counter() - started)
+        seconds = statistics.median(times)
         tokens = int(
             tf.reduce_sum(tokenizers[1].tokenize(tf.constant(outputs)).row_lengths())
         ) + len(outputs)
         rows.append((name, len(test_src) / seconds, tokens / seconds))
-        print(f"  {name}: {seconds:.1f} s", file=sys.stderr)
+        print(f"  {name}: {', '.join(f'{t:.2f}' for t in times)} s", file=sys.stderr)
         return outputs
 
     rows, greedy_outputs = [], {}
