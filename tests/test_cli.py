@@ -1,7 +1,9 @@
 """The command line: train, resume, evaluate, translate and export as a user types them."""
 
+import io
 import json
 
+import pytest
 import sacrebleu
 
 from transformer_tf.cli import main
@@ -36,11 +38,17 @@ def test_evaluate_prints_bleu_with_signature_and_writes_hypotheses(copy_run, cap
     assert f"validation BLEU {expected:.2f}" in out
 
 
-def test_translate_command(trained_run, capsys):
+def test_translate_command(trained_run, capsys, monkeypatch):
     export = str(trained_run / "export")
     assert main(["translate", "--saved-model", export, "The cat sat on the mat."]) == 0
     evaluated = (trained_run / "eval" / "test-step150.hyp.txt").read_text().splitlines()[0]
     assert capsys.readouterr().out.splitlines() == [evaluated]
+    monkeypatch.setattr("sys.stdin", io.StringIO("The cat sat on the mat.\r\n\n"))
+    assert main(["translate", "--saved-model", export]) == 0
+    assert capsys.readouterr().out.splitlines() == [evaluated, ""]
+    with pytest.raises(SystemExit):
+        main(["translate", "--run-dir", str(trained_run), "--n-best", "0", "A dog."])
+    assert "--n-best: must be a whole number of 1 or more, got '0'" in capsys.readouterr().err
 
 
 def test_translate_a_file_keeps_order_blank_lines_and_warns_on_long_lines(

@@ -54,14 +54,6 @@ def _print_export(exported):
         print("  check: {!r} -> {!r}".format(*exported["check"]))
 
 
-def _read_input(args):
-    from transformer_tf.data.sources import read_lines
-
-    if args.sentences:
-        return args.sentences
-    return read_lines(args.input) if args.input else [line.rstrip("\n") for line in sys.stdin]
-
-
 def _write_lines(lines, path):
     text = "".join(f"{line}\n" for line in lines)
     if path:
@@ -128,37 +120,34 @@ def _served(args):
 
 
 def cmd_translate(args):
-    if args.attention or args.n_best is not None:
-        return _translate_with_run(args)
-    _write_lines(_served(args).translate(_read_input(args), args.batch_size), args.output)
+    from transformer_tf.data.sources import read_lines
+
+    sentences = args.sentences or read_lines(args.input)
+    if args.attention or args.n_best:
+        return _translate_with_run(args, sentences)
+    _write_lines(_served(args).translate(sentences, args.batch_size), args.output)
     return 0
 
 
 def cmd_generate(args):
     from transformer_tf.data.sources import iter_lines, parse_records
 
-    lines = iter_lines(args.input) if args.input else enumerate(sys.stdin, start=1)
-    records = list(parse_records(lines, args.input or "stdin"))
+    records = list(parse_records(iter_lines(args.input), args.input or "stdin"))
     _write_lines(_served(args).generate_records(records, args.batch_size), args.output)
     return 0
 
 
-def _translate_with_run(args):
+def _translate_with_run(args, sentences):
     """--n-best (`index ||| translation ||| score` lines) or --attention (one sentence, its
     last decoder layer's encoder-decoder attention as a PNG), from the run's checkpoint."""
     if args.saved_model:
         raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
-    if args.n_best is not None and args.n_best < 1:
-        raise UserError(f"--n-best must be 1 or more, got {args.n_best}.")
-    translator, sentences = _runner(args).translator(), _read_input(args)
-    if args.n_best is not None:
+    translator = _runner(args).translator()
+    if args.n_best:
         n_best = translator.n_best(sentences, args.n_best, args.batch_size)
-        lines = [
-            f"{i} ||| {text} ||| {score:.4f}"
-            for i, hyps in enumerate(n_best)
-            for text, score in hyps
-        ]
-        _write_lines(lines, args.output)
+        _write_lines(
+            (f"{i} ||| {t} ||| {s:.4f}" for i, h in enumerate(n_best) for t, s in h), args.output
+        )
         return 0
     if len(sentences) != 1:
         raise UserError("--attention draws one sentence: pass exactly one.")
@@ -166,6 +155,12 @@ def _translate_with_run(args):
 
     print(save_attention_png(translator, sentences[0], args.attention))
     return 0
+
+
+def _positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 1 or more, got {text!r}")
+    return int(text)
 
 
 def build_parser():
@@ -233,7 +228,9 @@ def build_parser():
     translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
     serving_args(translate, "sentences, one per line (default: stdin)")
     translate.add_argument("--attention", metavar="FILE.png", help="one sentence's attention")
-    translate.add_argument("--n-best", type=int, metavar="N", help="`index ||| text ||| score`")
+    translate.add_argument(
+        "--n-best", type=_positive, metavar="N", help="`index ||| text ||| score`"
+    )
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
 
     generate = command("generate", cmd_generate, "outputs for JSON lines of the model's inputs")

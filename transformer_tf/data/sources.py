@@ -11,6 +11,7 @@ import difflib
 import gzip
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -166,9 +167,12 @@ def _drop_empty(name, split, origin):
     return Split(*(None if column is None else [column[i] for i in kept] for column in split))
 
 
-def iter_lines(path):
-    """The lines of a UTF-8 text file (`.gz` read transparently), without line ends, one at
-    a time: (line number, text)."""
+def iter_lines(path=None):
+    """The lines of a UTF-8 text file (`.gz` read transparently; None: standard input),
+    without line ends, one at a time: (line number, text)."""
+    if path is None:
+        yield from ((number, line.rstrip("\r\n")) for number, line in enumerate(sys.stdin, 1))
+        return
     path = Path(path)
     if not path.is_file():
         raise UserError(f"file '{path}' not found; check the path in the config.")
@@ -184,8 +188,9 @@ def iter_lines(path):
                 ) from None
 
 
-def read_lines(path):
-    """The lines of a UTF-8 text file (`.gz` read transparently), without line ends."""
+def read_lines(path=None):
+    """The lines of a UTF-8 text file (`.gz` read transparently; None: standard input),
+    without line ends."""
     return [line for _, line in iter_lines(path)]
 
 
