@@ -117,6 +117,12 @@ def test_sharing_all_embeddings_needs_a_shared_vocabulary(capsys):
     assert "'model.share_embeddings: all'" in err and "'tokenizer.shared: true'" in err
 
 
+def test_lowercase_needs_sentencepiece(capsys):
+    settings = ["--set", "tokenizer.type=wordpiece", "--set", "tokenizer.lowercase=true"]
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), *settings])
+    assert code == 2 and "'tokenizer.lowercase' needs 'tokenizer.type: sentencepiece'" in err
+
+
 @pytest.mark.parametrize("key", ["attention_dropout", "activation_dropout"])
 def test_dropouts_must_be_rates(key, capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", f"model.{key}=1.5"])

@@ -1,5 +1,5 @@
-"""The run directory: its config.yaml read back, a run of another model shape refused, and
-one trainer at a time."""
+"""The run directory: its config.yaml read back, a run of another model shape or tokenizer
+refused, and one trainer at a time."""
 
 import os
 import socket
@@ -15,10 +15,14 @@ from transformer_tf.run_dir import RunDir
 from conftest import captured_log, tiny_args
 
 
-def test_resuming_with_another_model_shape_is_refused(copy_run, capsys):
+def test_resuming_with_another_model_shape_or_tokenizer_is_refused(copy_run, capsys):
     assert main(["train", *tiny_args(copy_run, "model.dff=256")]) == 2
     err = capsys.readouterr().err
     assert "model.dff=128" in err and "asks for 256" in err
+    # vocab/ holds what the first run built: other tokenizer settings would not apply.
+    assert main(["train", *tiny_args(copy_run, "tokenizer.lowercase=true")]) == 2
+    err = capsys.readouterr().err
+    assert "holds vocabularies built with tokenizer.lowercase=False" in err
 
 
 def test_a_run_directory_without_a_config_is_one_sentence(tmp_path, capsys):

@@ -73,3 +73,21 @@ def test_a_split_larger_than_sample_size_builds_its_vocabulary_on_a_sample(
     build_or_load_tokenizers(whole, sample, [], tmp_path / "sample")
     model = "source.model"
     assert (tmp_path / "sampled" / model).read_bytes() == (tmp_path / "sample" / model).read_bytes()
+
+
+def test_a_lowercase_sentencepiece_model_folds_case_in_the_graph(corpus, tmp_path):
+    """`tokenizer.lowercase`: the fold is part of the stored model, so the tf.data pipeline
+    and a SavedModel (both tensorflow-text) fold as the vocabulary was built."""
+    english, german = corpus["train"]
+    settings = {"shared": True, "source_vocab_size": 300}
+    folded = config_from_dict({"tokenizer": {**settings, "lowercase": True}}).tokenizer
+    cased = config_from_dict({"tokenizer": settings}).tokenizer
+    source, _ = build_or_load_tokenizers(folded, english, german, tmp_path / "folded")
+    cased_source, _ = build_or_load_tokenizers(cased, english, german, tmp_path / "cased")
+    sentence = english[0]
+    assert sentence != sentence.lower()  # the corpus is cased
+    ids = source.tokenize(tf.constant([sentence, sentence.upper(), sentence.lower()]))
+    assert ids[0].numpy().tolist() == ids[1].numpy().tolist() == ids[2].numpy().tolist()
+    assert source.detokenize(ids[:1]).numpy()[0].decode("utf-8") == sentence.lower()
+    cased_ids = cased_source.tokenize(tf.constant([sentence, sentence.lower()]))
+    assert cased_ids[0].numpy().tolist() != cased_ids[1].numpy().tolist()

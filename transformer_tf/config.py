@@ -107,6 +107,10 @@ class TokenizerConfig:
     source_vocab_size: int = 8000  # requested size; the real size may be smaller on a small corpus
     target_vocab_size: int = 8000  # requested size of the target vocabulary (not shared)
     character_coverage: float = 1.0  # sentencepiece
+    # sentencepiece: case-fold every text before tokenizing (its nmt_nfkc_cf normalizer,
+    # stored in the model, so serving folds too); the output is lower-case. For corpora
+    # scored lower-cased, as Multi30K's published results are.
+    lowercase: bool = False
     # sentences the vocabulary is built from: a larger training split is sampled (uniformly,
     # reproducibly), so vocabulary time and memory stop growing with the corpus
     sample_size: int = 1_000_000
@@ -421,6 +425,11 @@ def _check(config, source):
     for key in ("rate", "attention_dropout", "activation_dropout"):
         if not 0.0 <= getattr(m, key) < 1.0:
             raise ConfigError(f"{source}: 'model.{key}' must be in [0, 1), got {getattr(m, key)}.")
+    if config.tokenizer.lowercase and config.tokenizer.type != "sentencepiece":
+        raise ConfigError(
+            f"{source}: 'tokenizer.lowercase' needs 'tokenizer.type: sentencepiece' (WordPiece's "
+            "lower-casing also strips accents); lower-case the text files instead."
+        )
     if m.share_embeddings == "all" and not config.tokenizer.shared:
         raise ConfigError(
             f"{source}: 'model.share_embeddings: all' ties the source and target "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from transformer_tf.config import Config, ModelConfig, config_from_dict, load_config, save_config
+from transformer_tf.config import Config, config_from_dict, load_config, save_config
 from transformer_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -107,21 +107,24 @@ class RunDir:
             self.lock.unlink()
 
     def check_same_model(self, config):
-        """Refuse to reuse this run directory when its saved model shape differs from
-        `config`'s (the checkpoints would not fit)."""
+        """Refuse to reuse this run directory when its saved model shape or tokenizer
+        settings differ from `config`'s (the checkpoints would not fit, or the vocabularies
+        in vocab/ would not be the ones asked for)."""
         if not self.config.is_file():
             return
-        saved = self.read_config().model
-        for field in dataclasses.fields(ModelConfig):
-            if field.name in DROPOUTS:
-                continue
-            old, new = getattr(saved, field.name), getattr(config.model, field.name)
-            if new is not None and old != new:
-                raise UserError(
-                    f"'{self.root}' holds a model with model.{field.name}={old}, but "
-                    f"the config asks for {new}; use another run_dir or the same "
-                    "model settings."
-                )
+        saved = self.read_config()
+        for section, what in (("model", "a model"), ("tokenizer", "vocabularies built")):
+            for field in dataclasses.fields(getattr(saved, section)):
+                if field.name in DROPOUTS:
+                    continue
+                old = getattr(getattr(saved, section), field.name)
+                new = getattr(getattr(config, section), field.name)
+                if new is not None and old != new:
+                    raise UserError(
+                        f"'{self.root}' holds {what} with {section}.{field.name}={old}, but "
+                        f"the config asks for {new}; use another run_dir or the same "
+                        f"{section} settings."
+                    )
 
 
 def _this_process():

@@ -40,10 +40,14 @@ def _write_atomically(path, data):
     return path
 
 
-def train_sentencepiece(sentences, path, vocab_size, model_type="unigram", character_coverage=1.0):
+def train_sentencepiece(
+    sentences, path, vocab_size, model_type="unigram", character_coverage=1.0, lowercase=False
+):
     """Train a SentencePiece model on `sentences` and write it to `path` (.model).
 
     `vocab_size` is an upper bound: a small corpus yields fewer pieces rather than an error.
+    `lowercase` stores a case-folding normalizer in the model: every text it tokenizes,
+    in training and in serving, is folded first.
     """
     buffer = io.BytesIO()
     try:
@@ -54,6 +58,7 @@ def train_sentencepiece(sentences, path, vocab_size, model_type="unigram", chara
             hard_vocab_limit=False,
             model_type=model_type,
             character_coverage=character_coverage,
+            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
             pad_id=PAD_ID,
             unk_id=UNK_ID,
             bos_id=BOS_ID,
@@ -302,7 +307,12 @@ def _build_vocabulary(tokenizer_config, sentences, path, size):
         drawn,
     )
     return train_sentencepiece(
-        sentences, path, size, tokenizer_config.model_type, tokenizer_config.character_coverage
+        sentences,
+        path,
+        size,
+        tokenizer_config.model_type,
+        tokenizer_config.character_coverage,
+        tokenizer_config.lowercase,
     )
 
 
