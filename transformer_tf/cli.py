@@ -119,13 +119,17 @@ def _served(args):
     return _runner(args, required=not args.saved_model).served(args.saved_model)
 
 
-def cmd_translate(args):
+def _sentences(args):
+    """The sentences given, or the lines of --input (default: stdin)."""
     from transformer_tf.data.sources import read_lines
 
-    sentences = args.sentences or read_lines(args.input)
+    return args.sentences or read_lines(args.input)
+
+
+def cmd_translate(args):
     if args.attention or args.n_best:
-        return _translate_with_run(args, sentences)
-    _write_lines(_served(args).translate(sentences, args.batch_size), args.output)
+        return _translate_with_run(args)
+    _write_lines(_served(args).translate(_sentences(args), args.batch_size), args.output)
     return 0
 
 
@@ -137,12 +141,13 @@ def cmd_generate(args):
     return 0
 
 
-def _translate_with_run(args, sentences):
+def _translate_with_run(args):
     """--n-best (`index ||| translation ||| score` lines) or --attention (one sentence, its
     last decoder layer's encoder-decoder attention as a PNG), from the run's checkpoint."""
     if args.saved_model:
         raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
-    translator = _runner(args).translator()
+    # Checked before stdin is read: a wrong flag must not wait for input first.
+    translator, sentences = _runner(args).translator(), _sentences(args)
     if args.n_best:
         n_best = translator.n_best(sentences, args.n_best, args.batch_size)
         _write_lines(
