@@ -75,7 +75,7 @@ def test_after_training_evaluation_and_export_use_the_weights_in_memory(tmp_path
     assert translator.step == result.step == 20
     evaluation = runner.evaluate("validation")
     assert evaluation["step"] == 20 and 0.0 <= evaluation["bleu"] <= 100.0
-    assert runner.export()["directory"].joinpath("saved_model.pb").is_file()
+    assert runner.export().directory.joinpath("saved_model.pb").is_file()
 
 
 def test_a_bfloat16_run_is_decoded_by_a_float32_copy_of_its_weights(tmp_path):
@@ -110,6 +110,6 @@ def test_an_ensemble_of_runs_evaluates_and_exports_as_one_model(copy_run, traine
         Runner.from_run_dir(copy_run, [f"eval.ensemble=['{early}']"]).translator()
     assert any(f"ensemble member '{early}' is at step 150 of its 300" in m for m in messages)
     exported = pair.export(str(copy_run / "ensemble_export"))
-    assert exported["check"] == alone["samples"][0][::2]  # (source, its translation alone)
+    assert exported.check == alone["samples"][0][::2]  # (source, its translation alone)
     assert main(["evaluate", "--run-dir", str(copy_run), "--ensemble", str(trained_tied_run)]) == 2
     assert "an ensemble needs one set of tokenizers" in capsys.readouterr().err

@@ -46,14 +46,6 @@ def _print_report(result):
     print(report(result))
 
 
-def _print_export(exported):
-    kind = "SavedModel of token ids" if exported["ids_only"] else "SavedModel"
-    kind = "CTranslate2 model" if exported["format"] == "ctranslate2" else kind
-    print(f"exported {kind} (step {exported['step']}) to {exported['directory']}")
-    if exported["check"]:
-        print("  check: {!r} -> {!r}".format(*exported["check"]))
-
-
 def _write_lines(lines, path):
     text = "".join(f"{line}\n" for line in lines)
     if path:
@@ -69,7 +61,7 @@ def cmd_train(args):
         if not args.no_eval:
             _print_report(runner.evaluate())
         if runner.config.export.after_training and not args.no_export:
-            _print_export(runner.export())
+            print(runner.export())
     return 0
 
 
@@ -109,8 +101,7 @@ def cmd_evaluate(args):
 
 def cmd_export(args):
     runner = _runner(args)
-    exported = runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best)
-    _print_export(exported)
+    print(runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best))
     return 0
 
 
@@ -127,9 +118,25 @@ def _sentences(args):
 
 
 def cmd_translate(args):
-    if args.attention or args.n_best:
-        return _translate_with_run(args)
-    _write_lines(_served(args).translate(_sentences(args), args.batch_size), args.output)
+    if not (args.attention or args.n_best):
+        _write_lines(_served(args).translate(_sentences(args), args.batch_size), args.output)
+        return 0
+    # --n-best and --attention decode the run's checkpoint; flags are checked before stdin
+    # is read, so that a wrong one does not wait for input first.
+    if args.saved_model:
+        raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
+    translator, sentences = _runner(args).translator(), _sentences(args)
+    if args.attention:
+        if len(sentences) != 1:
+            raise UserError("--attention draws one sentence: pass exactly one.")
+        from transformer_tf.evaluation.attention_image import save_attention_png
+
+        print(save_attention_png(translator, sentences[0], args.attention))
+        return 0
+    n_best = translator.n_best(sentences, args.n_best, args.batch_size)
+    _write_lines(
+        (f"{i} ||| {t} ||| {s:.4f}" for i, h in enumerate(n_best) for t, s in h), args.output
+    )
     return 0
 
 
@@ -138,27 +145,6 @@ def cmd_generate(args):
 
     records = list(parse_records(iter_lines(args.input), args.input or "stdin"))
     _write_lines(_served(args).generate_records(records, args.batch_size), args.output)
-    return 0
-
-
-def _translate_with_run(args):
-    """--n-best (`index ||| translation ||| score` lines) or --attention (one sentence, its
-    last decoder layer's encoder-decoder attention as a PNG), from the run's checkpoint."""
-    if args.saved_model:
-        raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
-    # Checked before stdin is read: a wrong flag must not wait for input first.
-    translator, sentences = _runner(args).translator(), _sentences(args)
-    if args.n_best:
-        n_best = translator.n_best(sentences, args.n_best, args.batch_size)
-        _write_lines(
-            (f"{i} ||| {t} ||| {s:.4f}" for i, h in enumerate(n_best) for t, s in h), args.output
-        )
-        return 0
-    if len(sentences) != 1:
-        raise UserError("--attention draws one sentence: pass exactly one.")
-    from transformer_tf.evaluation.attention_image import save_attention_png
-
-    print(save_attention_png(translator, sentences[0], args.attention))
     return 0
 
 
@@ -213,19 +199,12 @@ def build_parser():
     checkpoint_args(evaluate)
 
     export = command("export", cmd_export, "write a SavedModel (or CTranslate2 model)")
-    export.add_argument(
-        "--format",
-        choices=["saved_model", "ctranslate2"],
-        default="saved_model",
-        help="ctranslate2 needs pip install 'transformer_tf[ctranslate2]'",
-    )
+    ct2_help = "ctranslate2 needs pip install 'transformer_tf[ctranslate2]'"
+    formats, ids = ["saved_model", "ctranslate2"], ["included", "none"]
+    export.add_argument("--format", choices=formats, default=formats[0], help=ct2_help)
     export.add_argument("--output", help="directory (default: export.directory or the run's)")
-    export.add_argument(
-        "--tokenizer",
-        choices=["included", "none"],
-        default="included",
-        help="none: token ids in and out, core TensorFlow ops only",
-    )
+    ids_help = "none: token ids in and out, core TensorFlow ops only"
+    export.add_argument("--tokenizer", choices=ids, default=ids[0], help=ids_help)
     checkpoint_args(export)
 
     command("build-vocab", cmd_build_vocab, "build the run's tokenizers, and stop", True)
@@ -233,9 +212,7 @@ def build_parser():
     translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
     serving_args(translate, "sentences, one per line (default: stdin)")
     translate.add_argument("--attention", metavar="FILE.png", help="one sentence's attention")
-    translate.add_argument(
-        "--n-best", type=_positive, metavar="N", help="`index ||| text ||| score`"
-    )
+    translate.add_argument("--n-best", type=_positive, metavar="N", help="`i ||| text ||| score`")
     translate.add_argument("sentences", nargs="*", help="sentences (default: --input or stdin)")
 
     generate = command("generate", cmd_generate, "outputs for JSON lines of the model's inputs")

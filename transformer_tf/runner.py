@@ -37,6 +37,22 @@ log = logging.getLogger(__name__)
 EXPORT_FORMATS = ("saved_model", "ctranslate2")
 
 
+@dataclasses.dataclass
+class Exported:
+    """What `Runner.export` wrote; `str()` is the report the command line prints."""
+
+    directory: Path
+    step: int
+    kind: str  # "SavedModel", "SavedModel of token ids" or "CTranslate2 model"
+    check: tuple[str, str] | None  # (sentence, its translation by the exported model)
+
+    def __str__(self):
+        lines = [f"exported {self.kind} (step {self.step}) to {self.directory}"]
+        if self.check:
+            lines.append("  check: {!r} -> {!r}".format(*self.check))
+        return "\n".join(lines)
+
+
 class Runner:
     """Owns one run: its config, data splits, tokenizers and model.
 
@@ -53,7 +69,7 @@ class Runner:
         >>> result = runner.train()  # or resume  # doctest: +SKIP
         >>> runner.evaluate("test")["bleu"]  # doctest: +SKIP
         99.0
-        >>> runner.export()["directory"]  # doctest: +SKIP
+        >>> runner.export().directory  # doctest: +SKIP
         'runs/quickstart/export'
     """
 
@@ -250,13 +266,11 @@ class Runner:
         tokenizer: str = "included",
         average_last: int | None = None,
         best: bool = False,
-    ) -> dict:
+    ) -> Exported:
         """Write `self.translator(average_last, best)` as a SavedModel
         (`tokenizer="none"`: token ids in and out, core TensorFlow ops only) or as a
         CTranslate2 model; then load it back and translate one sentence of `eval.split`
         as a check (not for the ids-only form, which takes ids).
-
-        Returns {"directory", "step", "format", "check": (sentence, translation) or None}.
         """
         if export_format not in EXPORT_FORMATS:
             raise UserError(
@@ -275,21 +289,17 @@ class Runner:
         translator = self.translator(average_last, best)
         if export_format == "ctranslate2":
             directory, check = self._export_ctranslate2(translator, output)
+            kind = "CTranslate2 model"
         elif tokenizer == "none":
             from transformer_tf.inference.export import export_ids_saved_model
 
-            directory = Path(output or saved_model_dir(self.config))
+            directory, check = Path(output or saved_model_dir(self.config)), None
             export_ids_saved_model(translator, directory)
-            check = None
+            kind = "SavedModel of token ids"
         else:
             directory, check = self._export_saved_model(translator, output)
-        return {
-            "directory": directory,
-            "step": translator.step,
-            "format": export_format,
-            "ids_only": tokenizer == "none",
-            "check": check,
-        }
+            kind = "SavedModel"
+        return Exported(directory, translator.step, kind, check)
 
     def _check_sentence(self):
         return self.split(self.config.eval.split).sources[0]
