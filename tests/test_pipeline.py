@@ -6,6 +6,7 @@ from transformer_tf.config import config_from_dict
 from transformer_tf.data.pipeline import (
     count_length_rules,
     length_buckets,
+    length_statistics,
     train_dataset,
     training_pairs,
 )
@@ -18,7 +19,7 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
         {"data": {"batch_tokens": 200, "max_length": 24, "pad_to_buckets": True}}
     ).data
     dataset = training_pairs(german, german, tokenizer, tokenizer)
-    _, too_long = count_length_rules(dataset, config)
+    _, too_long = count_length_rules(length_statistics(dataset), config)
     lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy() + 2  # BOS/EOS
     assert too_long == int((lengths > config.max_length).sum()) > 0
 
@@ -45,7 +46,7 @@ def test_separate_limits_and_sources_cut_where_the_model_stops_reading(corpus, t
         {"data": {"max_source_length": 64, "max_target_length": max_target, "batch_size": 16}}
     ).data
     dataset = training_pairs(german, german, tokenizer, tokenizer, source_cut)
-    cut, dropped = count_length_rules(dataset, config)
+    cut, dropped = count_length_rules(length_statistics(dataset), config)
     assert cut == int((lengths + 1 > source_cut).sum()) > 0  # source ids end in EOS
     assert dropped == int((lengths + 2 > max_target).sum()) > 0  # target: BOS and EOS
     pairs = 0
@@ -68,7 +69,7 @@ def test_training_tokenizes_its_split_once(corpus, tokenizers):
 
     config = config_from_dict({"data": {"batch_size": 64}}).data
     pairs = training_pairs(german, german, Counting(), Counting())
-    count_length_rules(pairs, config)
+    length_statistics(pairs)
     assert int(sentences.numpy()) == 2 * len(german)  # source side and target side
     epochs = 3
     for _ in train_dataset(pairs, config, seed=1, num_batches=epochs * len(german) // 64):

@@ -1,4 +1,4 @@
-"""Command line: `transformer-tf train|evaluate|translate|generate|export|build-vocab`.
+"""Command line: `transformer-tf train|evaluate|translate|generate|export|build-vocab|prepare`.
 
 Parses arguments, calls the `Runner`, prints. Configs are loaded and checked before
 TensorFlow is imported, so a mistake in them is reported in a second, as one line, without
@@ -74,6 +74,14 @@ def cmd_build_vocab(args):
         kind = runner.config.tokenizer.type
         print(f"{side}: {tokenizer.vocab_size} entries ({kind}); {sample!r} -> {pieces}")
     print(f"written to {runner.run_dir.vocab}")
+    return 0
+
+
+def cmd_prepare(args):
+    runner = _runner(args)
+    manifest = runner.prepare(args.shards)
+    tokens = f"{manifest['source_tokens']:,} source, {manifest['target_tokens']:,} target tokens"
+    print(f"prepared {manifest['pairs']:,} training pairs ({tokens}) in {runner.prepared_dir()}")
     return 0
 
 
@@ -208,6 +216,8 @@ def build_parser():
     checkpoint_args(export)
 
     command("build-vocab", cmd_build_vocab, "build the run's tokenizers, and stop", True)
+    prepare = command("prepare", cmd_prepare, "tokenize the training data once, for training", True)
+    prepare.add_argument("--shards", type=_positive, default=8, help="TFRecord files to write")
 
     translate = command("translate", cmd_translate, "translate sentences with a SavedModel")
     serving_args(translate, "sentences, one per line (default: stdin)")

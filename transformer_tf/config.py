@@ -84,6 +84,9 @@ class DataConfig:
     # tokens per training batch, padding included (global); set, it replaces batch_size
     batch_tokens: Optional[int] = None
     shuffle_buffer: int = 20000  # training pairs shuffled together
+    # training pairs as token ids, written by `transformer-tf prepare`; training reads them
+    # when they are there (default: <run_dir>/prepared)
+    prepared_dir: Optional[str] = None
     pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
 
     def length_limits(self) -> tuple[int, int]:

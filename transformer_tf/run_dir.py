@@ -3,6 +3,7 @@ checker of its `config.yaml`.
 
     <run_dir>/config.yaml        resolved config
     <run_dir>/vocab/             source.model, target.model (SentencePiece) or .vocab (WordPiece)
+    <run_dir>/prepared/          training pairs as token ids (transformer-tf prepare)
     <run_dir>/checkpoints/       tf.train.CheckpointManager (best/ holds the best by validation)
     <run_dir>/logs/train, eval   TensorBoard
     <run_dir>/eval/              hypotheses and scores of each evaluation
@@ -41,6 +42,7 @@ class RunDir:
         self.root = Path(root)
         self.config = self.root / "config.yaml"
         self.vocab = self.root / "vocab"
+        self.prepared = self.root / "prepared"
         self.checkpoints = self.root / "checkpoints"
         self.best_checkpoints = self.checkpoints / "best"
         self.train_logs = self.root / "logs" / "train"

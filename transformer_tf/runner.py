@@ -15,6 +15,8 @@ import tensorflow as tf
 
 from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
+from transformer_tf.data import prepared
+from transformer_tf.data.pipeline import training_pairs
 from transformer_tf.data.sources import Split, load_splits, read_parallel
 from transformer_tf.data.tokenizers import (
     build_or_load_tokenizers,
@@ -157,8 +159,58 @@ class Runner:
         self.run_dir.check_same_model(self.config)
         if chief:
             self.run_dir.write_config(self.config)
-        splits = {name: self.split(name) for name in ("train", "validation")}
-        return Trainer(self.config, strategy, splits, self.tokenizers())
+        pairs, statistics = self.training_pairs()
+        return Trainer(
+            self.config, strategy, pairs, self.split("validation"), self.tokenizers(), statistics
+        )
+
+    def prepared_dir(self) -> Path:
+        """Where `prepare` writes the training pairs and training looks for them."""
+        return Path(self.config.data.prepared_dir or self.run_dir.prepared)
+
+    def _fingerprint(self):
+        config = self.config
+        return prepared.fingerprint(self.vocab_files(), config.model.pe_input, config.data)
+
+    def training_pairs(self):
+        """(dataset of (source ids, target ids, cut), `LengthStatistics` or None): the pairs
+        `prepare` wrote, when there are some, else the training split tokenized now (and
+        kept in memory: its statistics are counted on the first pass)."""
+        found = prepared.read_prepared(self.prepared_dir(), self._fingerprint())
+        if found:
+            log.info("training on the prepared pairs in '%s'", self.prepared_dir())
+            return found
+        if self.config.data.prepared_dir:
+            raise UserError(
+                f"data.prepared_dir '{self.config.data.prepared_dir}' holds no prepared pairs "
+                "(no manifest.json); run transformer-tf prepare --config ... first."
+            )
+        return self._tokenized_train_split(), None
+
+    def _tokenized_train_split(self):
+        train = self.split("train")
+        return training_pairs(
+            train.sources, train.targets, *self.tokenizers(), self.config.model.pe_input
+        )
+
+    def prepare(self, shards: int = 8) -> dict:
+        """Tokenize the training split once into `shards` TFRecord files of ids, with a
+        manifest (`transformer_tf.data.prepared`), in `data.prepared_dir` or
+        `<run_dir>/prepared`; training then reads them instead of the text. Builds the
+        vocabularies first if the run has none. Returns the manifest."""
+        if shards < 1:
+            raise UserError(f"--shards must be 1 or more, got {shards}.")
+        self.run_dir.take_lock()  # not under a training process
+        try:
+            self.build_vocab()
+            self._resolve_model_config()
+            self.run_dir.check_same_model(self.config)
+            pairs = self._tokenized_train_split()
+            directory = self.prepared_dir()
+            log.info("writing the training pairs as ids into %d files in '%s'", shards, directory)
+            return prepared.write_prepared(pairs, directory, shards, self._fingerprint())
+        finally:
+            self.run_dir.release_lock()
 
     def train(self) -> "TrainResult":
         """Train the run, or resume it from its latest checkpoint. Returns a `TrainResult`."""

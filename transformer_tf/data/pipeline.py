@@ -1,11 +1,16 @@
 """tf.data pipelines: tokenization in the graph, length filtering, shuffling, batching."""
 
+import collections
+from typing import NamedTuple
+
+import numpy as np
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import PAD_ID, add_bos_eos, cut_source
 
 _TOKENIZE_CHUNK = 1024  # sentences tokenized per call: ragged ops are cheaper in bulk
 _UNCUT = 2**31 - 1
+_STATISTICS_CHUNK = 65536  # pairs whose lengths are counted at once
 
 
 def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
@@ -36,7 +41,7 @@ def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source
 
 
 def training_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
-    """The training split for `train_dataset` and `count_length_rules`: `tokenized_pairs`
+    """The training split for `train_dataset` and `length_statistics`: `tokenized_pairs`
     with a flag per source that was cut, kept in memory after the first pass, so the split
     is tokenized once for the count at the start and for every epoch."""
     return _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut).cache()
@@ -48,18 +53,31 @@ def _within(data_config):
     return lambda s, t, *_: tf.logical_and(tf.size(s) <= max_source, tf.size(t) <= max_target)
 
 
-def count_length_rules(pairs, data_config):
+class LengthStatistics(NamedTuple):
+    """What the length rules need to know of a training split, counted once."""
+
+    pairs: int
+    cut: int  # sources longer than the model reads, cut there
+    lengths: dict  # (source tokens, target tokens) -> pairs
+
+
+def length_statistics(pairs):
+    """`LengthStatistics` of `training_pairs` (or prepared pairs): one pass over them."""
+    sizes = pairs.map(lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)]))
+    total, cut, lengths = 0, 0, collections.Counter()
+    for chunk in sizes.batch(_STATISTICS_CHUNK).as_numpy_iterator():
+        total, cut = total + len(chunk), cut + int(chunk[:, 2].sum())
+        rows, counts = np.unique(chunk[:, :2], axis=0, return_counts=True)
+        lengths.update({(int(s), int(t)): int(n) for (s, t), n in zip(rows, counts)})
+    return LengthStatistics(total, cut, dict(lengths))
+
+
+def count_length_rules(statistics, data_config):
     """(sources that were cut, pairs longer than the data config's limits, which training
-    leaves out) of `training_pairs`."""
-    within = _within(data_config)
-
-    def count(totals, pair):
-        source, target, cut = pair
-        kept = within(source, target)
-        return totals + tf.cast(tf.stack([cut, tf.logical_not(kept)]), tf.int64)
-
-    cut, dropped = pairs.reduce(tf.zeros([2], tf.int64), count).numpy().tolist()
-    return cut, dropped
+    leaves out), from a split's `LengthStatistics`."""
+    max_source, max_target = data_config.length_limits()
+    dropped = sum(n for (s, t), n in statistics.lengths.items() if s > max_source or t > max_target)
+    return statistics.cut, dropped
 
 
 def length_buckets(max_length, width=4):

@@ -23,7 +23,7 @@ from transformer_tf.data.pipeline import (
     count_length_rules,
     distributed_train_dataset,
     eval_dataset,
-    training_pairs,
+    length_statistics,
 )
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
@@ -70,12 +70,16 @@ class Trainer:
         config: the resolved `Config` (vocabulary sizes filled in).
         strategy: the `tf.distribute.Strategy` to train under (made before any other
             TensorFlow work, as multi-worker training requires).
-        splits: {"train": Split, "validation": Split} (`transformer_tf.data.sources`).
+        train_pairs: the training split as a dataset of (source ids, target ids, cut), from
+            `training_pairs` or prepared files (`transformer_tf.data.prepared`).
+        validation: the validation `Split` (`transformer_tf.data.sources`).
         tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
             (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
+        statistics: the `LengthStatistics` of `train_pairs` if known; else they are counted
+            at the start of a run (the pass that also fills `training_pairs`' cache).
     """
 
-    def __init__(self, config, strategy, splits, tokenizers):
+    def __init__(self, config, strategy, train_pairs, validation, tokenizers, statistics=None):
         train = config.train
         self.config = config
         self.run_dir = RunDir(config.run_dir)
@@ -84,7 +88,7 @@ class Trainer:
         # The chief writes into the run directory; other workers into a folder of their own
         # that is removed at the end (the pattern TensorFlow documents).
         self.scratch = None if self.chief else Path(tempfile.mkdtemp(prefix="transformer_tf_"))
-        self.splits = splits
+        self.train_pairs, self.validation, self.statistics = train_pairs, validation, statistics
         self.source_tokenizer, self.target_tokenizer = tokenizers
         with self.strategy.scope():
             self.model = build_model(config.model, train.precision)
@@ -132,16 +136,17 @@ class Trainer:
         )
         self._signal = None
 
-    def _log_length_rules(self, pairs):
+    def _log_length_rules(self):
         """Say once, at the start, how many training sources are cut at `model.pe_input`
         and how many pairs the length limits leave out."""
         data, pe_input = self.config.data, self.config.model.pe_input
-        cut, dropped = count_length_rules(pairs, data)
+        statistics = self.statistics or length_statistics(self.train_pairs)
+        cut, dropped = count_length_rules(statistics, data)
         max_source, max_target = data.length_limits()
         log.info(
             "training on %s pairs; %s with more than %d source or %d target tokens "
             "(data.max_length, max_source_length, max_target_length) are left out",
-            f"{len(self.splits['train'].sources) - dropped:,}",
+            f"{statistics.pairs - dropped:,}",
             f"{dropped:,}",
             max_source,
             max_target,
@@ -172,19 +177,12 @@ class Trainer:
             self.config.model.target_vocab_size,
             train.precision,
         )
-        split, micro = self.splits["train"], train.accumulation_steps
-        pairs = training_pairs(
-            split.sources,
-            split.targets,
-            self.source_tokenizer,
-            self.target_tokenizer,
-            self.config.model.pe_input,
-        )
+        micro = train.accumulation_steps
         if step == 0:
-            self._log_length_rules(pairs)  # its pass fills the cache training reads
+            self._log_length_rules()  # its pass fills the cache training reads
         dataset = distributed_train_dataset(
             self.strategy,
-            pairs,
+            self.train_pairs,
             self.config.data,
             seed=train.seed,
             start_batch=step * micro,
@@ -324,7 +322,7 @@ class Trainer:
         """Validation loss, accuracy, BLEU and chrF; keeps the best checkpoint. Returns True
         when early stopping should end the run."""
         train, eval_config = self.config.train, self.config.eval
-        split = self.splits["validation"].head(eval_config.max_sentences)
+        split = self.validation.head(eval_config.max_sentences)
         references = split.reference_lists()
         loss, accuracy = self._validation_loss(split.sources, split.targets)
         translator = self.translator

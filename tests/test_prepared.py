@@ -1,0 +1,89 @@
+"""`transformer-tf prepare`: training pairs tokenized once into TFRecord shards, read back
+in the order of the text split, refused when they do not match the run."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from transformer_tf.cli import main
+from transformer_tf.config import config_from_dict
+from transformer_tf.data.pipeline import length_statistics, train_dataset, training_pairs
+from transformer_tf.data.prepared import read_prepared, write_prepared
+from transformer_tf.errors import UserError
+
+from conftest import captured_log, tiny_args
+
+SHORT = ["train.steps=20", "train.checkpoint_every=20", "train.log_every=10"]
+
+
+def _rows(dataset):
+    return [tuple(np.asarray(x).tolist() for x in row) for row in dataset.as_numpy_iterator()]
+
+
+def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokenizers, tmp_path):
+    english, german = corpus["train"]
+    tokenizer = tokenizers["sentencepiece"]
+    pairs = training_pairs(german, german, tokenizer, tokenizer, source_cut=12)
+    manifest = write_prepared(pairs, tmp_path / "prepared", shards=3, fingerprint="f1")
+    assert len(manifest["files"]) == 3 and manifest["pairs"] == len(german)
+    assert not (tmp_path / "prepared.partial").exists()
+
+    dataset, statistics = read_prepared(tmp_path / "prepared", "f1")
+    assert _rows(dataset) == _rows(pairs)  # same pairs, same order, cut flags included
+    assert statistics == length_statistics(pairs)
+    assert statistics.cut > 0  # sources longer than 12 tokens were cut, and counted
+    assert manifest["target_tokens"] == sum(len(row[1]) for row in _rows(pairs))
+
+    config = config_from_dict({"data": {"batch_tokens": 300, "max_length": 24}}).data
+    from_text = train_dataset(pairs, config, seed=3, num_batches=30)
+    from_files = train_dataset(dataset, config, seed=3, num_batches=30)
+    for (src_a, tgt_a), (src_b, tgt_b) in zip(from_text, from_files, strict=True):
+        np.testing.assert_array_equal(src_a, src_b)
+        np.testing.assert_array_equal(tgt_a, tgt_b)
+
+
+def test_prepared_pairs_that_do_not_match_are_refused(corpus, tokenizers, tmp_path):
+    _, german = corpus["train"]
+    tokenizer = tokenizers["sentencepiece"]
+    pairs = training_pairs(german[:50], german[:50], tokenizer, tokenizer)
+    assert read_prepared(tmp_path / "prepared", "f1") is None  # nothing prepared yet
+    manifest = write_prepared(pairs, tmp_path / "prepared", shards=2, fingerprint="f1")
+    with pytest.raises(UserError, match="prepared from other data, tokenizers"):
+        read_prepared(tmp_path / "prepared", "f2")
+    (tmp_path / "prepared" / manifest["files"][1]).unlink()
+    with pytest.raises(UserError, match="is missing"):
+        read_prepared(tmp_path / "prepared", "f1")
+
+
+def _weights(run_dir):
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model/"))
+    return [reader.get_tensor(name) for name in names]
+
+
+def test_training_reads_prepared_pairs_and_trains_as_from_the_text(tmp_path, capsys):
+    prepared, text = tmp_path / "prepared", tmp_path / "text"
+    assert main(["prepare", *tiny_args(prepared, *SHORT), "--shards", "2"]) == 0
+    assert "prepared 2,000 training pairs" in capsys.readouterr().out
+    with captured_log() as log:
+        assert main(["train", *tiny_args(prepared, *SHORT), "--no-eval", "--no-export"]) == 0
+    assert any("training on the prepared pairs" in message for message in log)
+    assert any("training on 2,000 pairs" in message for message in log)  # from the manifest
+    assert main(["train", *tiny_args(text, *SHORT), "--no-eval", "--no-export"]) == 0
+    for a, b in zip(_weights(prepared), _weights(text), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+    # Other data, or sources cut elsewhere, over the same prepared pairs: refused in one line.
+    elsewhere = ["--set", f"data.prepared_dir={prepared / 'prepared'}"]
+    for change in ("model.pe_input=32", "data.train_size=1500"):
+        args = tiny_args(tmp_path / change, *SHORT, change)
+        assert main(["train", *args, *elsewhere]) == 2
+        assert "prepared from other data, tokenizers" in capsys.readouterr().err
+    # Batching settings do not change the pairs: the prepared ones are used.
+    with captured_log() as log:
+        args = tiny_args(prepared, *SHORT, "train.steps=30", "data.batch_size=16")
+        assert main(["train", *args, "--no-eval", "--no-export"]) == 0
+    assert any("training on the prepared pairs" in message for message in log)
+    missing = ["--set", f"data.prepared_dir={tmp_path / 'nowhere'}"]
+    assert main(["train", *tiny_args(text, *SHORT, "train.steps=30"), *missing]) == 2
+    assert "holds no prepared pairs" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""Training pairs tokenized once (`transformer-tf prepare`), as fairseq-preprocess does:
+sharded TFRecord files of token ids and a manifest, which training reads instead of the text.
+
+    <dir>/train-00000-of-00008.tfrecord ...  tf.train.Example: source, target ids; cut
+    <dir>/manifest.json                     files, counts, length histogram, fingerprint
+
+Pair i goes to shard i mod N, and training reads the shards round-robin, so the pairs come
+back in the order of the text split: a run trains on exactly the batches it would have
+trained on without `prepare`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import tensorflow as tf
+
+from transformer_tf.data.pipeline import LengthStatistics, length_statistics
+from transformer_tf.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_FEATURES = {
+    "source": tf.io.RaggedFeature(tf.int64),
+    "target": tf.io.RaggedFeature(tf.int64),
+    "cut": tf.io.FixedLenFeature([], tf.int64),
+}
+_PARSE_CHUNK = 1024  # records parsed per call
+
+
+# Data settings that shape batches, not the pairs: changing them keeps the prepared pairs.
+_BATCHING = (
+    "max_length",
+    "max_source_length",
+    "max_target_length",
+    "batch_size",
+    "batch_tokens",
+    "shuffle_buffer",
+    "pad_to_buckets",
+    "prepared_dir",
+    "cache_dir",
+    "validation",
+    "test",
+)
+
+
+def fingerprint(vocab_files, source_cut, data_config):
+    """What the ids depend on: the tokenizer files' bytes, where sources are cut
+    (`model.pe_input`) and the data settings that choose the training pairs. Prepared
+    pairs with another fingerprint are refused."""
+    digest = hashlib.sha256()
+    for path in vocab_files:
+        digest.update(Path(path).read_bytes())
+    data = {k: v for k, v in dataclasses.asdict(data_config).items() if k not in _BATCHING}
+    digest.update(json.dumps([source_cut, data], sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _ints(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0):
+    """Write `pairs` (a dataset of (source ids, target ids, cut), as `training_pairs`
+    makes) into `shards` TFRecord files in `directory`, replacing what is there, and
+    return the manifest. The files are written beside it first and moved in at the end,
+    so an interrupted `prepare` leaves no half-written data behind.
+    """
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    files = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
+    writers = [tf.io.TFRecordWriter(str(partial / name)) for name in files]
+    written, last_log = 0, time.monotonic()
+    for written, (source, target, cut) in enumerate(pairs.as_numpy_iterator(), start=1):
+        features = {"source": _ints(source), "target": _ints(target), "cut": _ints([int(cut)])}
+        example = tf.train.Example(features=tf.train.Features(feature=features))
+        writers[(written - 1) % shards].write(example.SerializeToString())
+        if time.monotonic() - last_log > log_every_seconds:
+            log.info("prepared %s pairs", f"{written:,}")
+            last_log = time.monotonic()
+    for writer in writers:
+        writer.close()
+    # Counted from the files just written: the statistics describe what training reads.
+    statistics = length_statistics(_read(partial, files))
+    manifest = {
+        "format": 1,
+        "fingerprint": fingerprint,
+        "files": files,
+        "pairs": statistics.pairs,
+        "cut": statistics.cut,
+        "source_tokens": sum(s * n for (s, _), n in statistics.lengths.items()),
+        "target_tokens": sum(t * n for (_, t), n in statistics.lengths.items()),
+        # (source tokens, target tokens, pairs): the length rules are counted from it
+        "lengths": sorted([s, t, n] for (s, t), n in statistics.lengths.items()),
+    }
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+    return manifest
+
+
+def read_prepared(directory, fingerprint):
+    """(dataset of (source ids, target ids, cut), `LengthStatistics`) of the pairs prepared
+    in `directory`, in the order they were written; None when there are none.
+
+    Raises:
+        UserError: they were prepared with other tokenizers or another `model.pe_input`,
+            or a file the manifest names is missing.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("fingerprint") != fingerprint:
+        raise UserError(
+            f"'{directory}' holds training pairs prepared from other data, tokenizers or "
+            "model.pe_input than this run's; prepare them again (transformer-tf prepare "
+            "--config ...) or delete that folder to train from the text."
+        )
+    missing = [name for name in manifest["files"] if not (directory / name).is_file()]
+    if missing:
+        raise UserError(
+            f"'{directory / missing[0]}', named in {path}, is missing; prepare the data "
+            "again (transformer-tf prepare --config ...)."
+        )
+    lengths = {(s, t): n for s, t, n in manifest["lengths"]}
+    statistics = LengthStatistics(manifest["pairs"], manifest["cut"], lengths)
+    return _read(directory, manifest["files"]), statistics
+
+
+def _read(directory, files):
+    """The records of `files`, one from each in turn (the order `write_prepared` dealt
+    them in), parsed into (source ids, target ids, cut) int32/bool vectors."""
+
+    def parse(serialized):
+        example = tf.io.parse_example(serialized, _FEATURES)
+        return (
+            tf.cast(example["source"], tf.int32),
+            tf.cast(example["target"], tf.int32),
+            tf.cast(example["cut"], tf.bool),
+        )
+
+    paths = [str(Path(directory) / name) for name in files]
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .interleave(tf.data.TFRecordDataset, cycle_length=len(paths))
+        .batch(_PARSE_CHUNK)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        .map(lambda src, tgt, cut: (src, tgt, cut))  # ragged rows -> dense vectors
+    )
