@@ -1,9 +1,12 @@
 """The training pipeline: token-budget batches and the length filter."""
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
 from transformer_tf.config import config_from_dict
 from transformer_tf.data.pipeline import (
+    batches_per_epoch,
     count_length_rules,
     length_buckets,
     length_statistics,
@@ -46,14 +49,16 @@ def test_separate_limits_and_sources_cut_where_the_model_stops_reading(corpus, t
         {"data": {"max_source_length": 64, "max_target_length": max_target, "batch_size": 16}}
     ).data
     dataset = training_pairs(german, german, tokenizer, tokenizer, source_cut)
-    cut, dropped = count_length_rules(length_statistics(dataset), config)
+    statistics = length_statistics(dataset)
+    cut, dropped = count_length_rules(statistics, config)
     assert cut == int((lengths + 1 > source_cut).sum()) > 0  # source ids end in EOS
     assert dropped == int((lengths + 2 > max_target).sum()) > 0  # target: BOS and EOS
-    pairs = 0
-    for src, tgt in train_dataset(dataset, config, seed=1, num_batches=40):
+    pairs, epoch = 0, batches_per_epoch(statistics, config)
+    for src, tgt in train_dataset(dataset, config, seed=1, num_batches=epoch):
         assert src.shape[1] <= source_cut and tgt.shape[1] <= max_target
+        assert src.shape[0] <= 16
         pairs += int(src.shape[0])
-    assert pairs == 40 * 16
+    assert pairs == len(german) - dropped  # one epoch: every pair within the limits, once
 
 
 def test_training_tokenizes_its_split_once(corpus, tokenizers):
@@ -75,3 +80,40 @@ def test_training_tokenizes_its_split_once(corpus, tokenizers):
     for _ in train_dataset(pairs, config, seed=1, num_batches=epochs * len(german) // 64):
         pass
     assert int(sentences.numpy()) == 2 * len(german)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_resumed_stream_starts_at_its_epoch_with_the_same_batches(corpus, tokenizers, replicas):
+    """Batch k of a stream from the start is batch 0 of a stream started at k (so
+    `batches_per_epoch` counts every epoch's batches exactly), and starting 20 epochs in
+    reads no more pairs than starting 3 batches in: resuming replays at most one epoch."""
+    _, german = corpus["train"]
+    tokenizer = tokenizers["sentencepiece"]
+    config = config_from_dict({"data": {"batch_tokens": 300, "max_length": 24}}).data
+    pairs = training_pairs(german, german, tokenizer, tokenizer)
+    statistics = length_statistics(pairs)
+    per_epoch = batches_per_epoch(statistics, config, replicas)
+
+    def stream(start, count, source=pairs):
+        batches = train_dataset(source, config, 5, start, count, replicas, statistics)
+        return [(s.numpy(), t.numpy()) for s, t in batches]
+
+    whole = stream(0, 3 * per_epoch)
+    assert all(len(s) % replicas == 0 for s, _ in whole)
+    for start in (7, per_epoch, 2 * per_epoch + 3):
+        for (s, t), (s_resumed, t_resumed) in zip(whole[start:], stream(start, 20), strict=False):
+            np.testing.assert_array_equal(s, s_resumed)
+            np.testing.assert_array_equal(t, t_resumed)
+
+    read = tf.Variable(0, dtype=tf.int64)
+
+    def counted(source, target, cut):
+        read.assign_add(1)
+        return source, target, cut
+
+    reads = {}
+    for start in (3, 20 * per_epoch + 3):
+        read.assign(0)
+        stream(start, 1, pairs.map(counted))
+        reads[start] = int(read.numpy())
+    assert reads[20 * per_epoch + 3] <= 2 * len(german), reads  # the old replay: 20 epochs

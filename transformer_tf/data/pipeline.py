@@ -1,5 +1,6 @@
 """tf.data pipelines: tokenization in the graph, length filtering, shuffling, batching."""
 
+import bisect
 import collections
 from typing import NamedTuple
 
@@ -7,10 +8,13 @@ import numpy as np
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import PAD_ID, add_bos_eos, cut_source
+from transformer_tf.errors import UserError
 
 _TOKENIZE_CHUNK = 1024  # sentences tokenized per call: ragged ops are cheaper in bulk
 _UNCUT = 2**31 - 1
 _STATISTICS_CHUNK = 65536  # pairs whose lengths are counted at once
+_EPOCH_SEEDS = 1_000_003  # epoch e of seed s shuffles with seed s * this + e
+_ENDLESS = 2**62
 
 
 def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
@@ -98,24 +102,42 @@ def bucket_batch_sizes(boundaries, data_config, replicas=1):
     return [max(replicas, size // replicas * replicas) for size in sizes]
 
 
-def train_dataset(pairs, data_config, seed, start_batch=0, num_batches=-1, replicas=1):
+def batches_per_epoch(statistics, data_config, replicas=1):
+    """Batches `train_dataset` makes of one pass over a split of these `LengthStatistics`:
+    the pairs within the length limits, counted per length bucket, over the bucket's batch
+    size; each bucket's last, partly filled batch counts if it holds `replicas` pairs."""
+    max_source, max_target = data_config.length_limits()
+    boundaries = length_buckets(max(max_source, max_target))
+    sizes = bucket_batch_sizes(boundaries, data_config, replicas)
+    pairs = [0] * len(sizes)
+    for (source, target), count in statistics.lengths.items():
+        if source <= max_source and target <= max_target:
+            pairs[bisect.bisect_right(boundaries, max(source, target))] += count
+    return sum(count // size + (count % size >= replicas) for count, size in zip(pairs, sizes))
+
+
+def train_dataset(
+    pairs, data_config, seed, start_batch=0, num_batches=-1, replicas=1, statistics=None
+):
     """Deterministic stream of padded training batches `start_batch` to
     `start_batch + num_batches` (-1: endless) of `training_pairs`.
 
     Pairs with more tokens than `data_config.length_limits()` are dropped; the rest are
     batched with pairs of similar length, `batch_size` sentences or `batch_tokens` tokens
-    (padding counted) at a time, a multiple of `replicas`. The order depends only on
-    `seed`, so `start_batch` resumes exactly where a run stopped.
+    (padding counted) at a time, a multiple of `replicas`. Each epoch is shuffled in an
+    order drawn from (`seed`, epoch) and makes `batches_per_epoch` batches, so
+    `start_batch` resumes exactly where a run stopped by starting at its epoch: resuming
+    replays at most one epoch, whatever the step. `statistics` (`LengthStatistics` of
+    `pairs`) are counted with a pass over `pairs` if not given.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
     boundaries = length_buckets(max(data_config.length_limits()))
-    dataset = (
-        pairs.filter(_within(data_config))
-        .map(lambda src, tgt, cut: (src, tgt))
-        .shuffle(data_config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        .repeat()
+    kept = pairs.filter(_within(data_config)).map(lambda src, tgt, cut: (src, tgt))
+
+    def epoch(index):
+        shuffled = kept.shuffle(data_config.shuffle_buffer, seed=seed * _EPOCH_SEEDS + index)
         # Batch sentences of similar length together: padding is wasted compute.
-        .bucket_by_sequence_length(
+        batches = shuffled.bucket_by_sequence_length(
             lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
             bucket_boundaries=boundaries,
             bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
@@ -123,13 +145,32 @@ def train_dataset(pairs, data_config, seed, start_batch=0, num_batches=-1, repli
             # Fixed shapes (boundary - 1) let XLA compile once per bucket.
             pad_to_bucket_boundary=data_config.pad_to_buckets,
         )
-    )
+        if replicas == 1:
+            return batches
+
+        # A bucket's last batch of the epoch is cut to a multiple of the replicas.
+        def even(source, target):
+            rows = tf.shape(source)[0] // replicas * replicas
+            return source[:rows], target[:rows]
+
+        return batches.map(even).filter(lambda s, t: tf.shape(s)[0] > 0)
+
+    per_epoch = batches_per_epoch(statistics or length_statistics(pairs), data_config, replicas)
+    if per_epoch == 0:
+        raise UserError(
+            "no training pair is within the length limits (data.max_length, "
+            "max_source_length, max_target_length); raise them or check the training data."
+        )
+    first_epoch, offset = divmod(start_batch, per_epoch)
+    dataset = tf.data.Dataset.range(first_epoch, _ENDLESS).flat_map(epoch)
     # A bounded stream ends by itself: tearing down a live endless pipeline mid-epoch
     # was measured to take 45 s here.
-    return dataset.skip(start_batch).take(num_batches).prefetch(tf.data.AUTOTUNE)
+    return dataset.skip(offset).take(num_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0, num_batches=-1):
+def distributed_train_dataset(
+    strategy, pairs, data_config, seed, start_batch=0, num_batches=-1, statistics=None
+):
     """`train_dataset`'s global batches split over the replicas of `strategy`.
 
     Every worker builds the same global batches and keeps its own rows of each: worker w
@@ -150,7 +191,9 @@ def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0,
             ]
             return tf.data.Dataset.from_tensor_slices(tuple(parts))
 
-        batches = train_dataset(pairs, data_config, seed, start_batch, num_batches, replicas)
+        batches = train_dataset(
+            pairs, data_config, seed, start_batch, num_batches, replicas, statistics
+        )
         return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

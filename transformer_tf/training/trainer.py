@@ -76,7 +76,7 @@ class Trainer:
         tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
             (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
         statistics: the `LengthStatistics` of `train_pairs` if known; else they are counted
-            at the start of a run (the pass that also fills `training_pairs`' cache).
+            when training starts (the pass that also fills `training_pairs`' cache).
     """
 
     def __init__(self, config, strategy, train_pairs, validation, tokenizers, statistics=None):
@@ -136,11 +136,10 @@ class Trainer:
         )
         self._signal = None
 
-    def _log_length_rules(self):
+    def _log_length_rules(self, statistics):
         """Say once, at the start, how many training sources are cut at `model.pe_input`
         and how many pairs the length limits leave out."""
         data, pe_input = self.config.data, self.config.model.pe_input
-        statistics = self.statistics or length_statistics(self.train_pairs)
         cut, dropped = count_length_rules(statistics, data)
         max_source, max_target = data.length_limits()
         log.info(
@@ -178,8 +177,11 @@ class Trainer:
             train.precision,
         )
         micro = train.accumulation_steps
+        # Counted once (in memory, the pass that fills the cache training reads): the
+        # length rules logged, and the batches per epoch a resumed run starts from.
+        statistics = self.statistics or length_statistics(self.train_pairs)
         if step == 0:
-            self._log_length_rules()  # its pass fills the cache training reads
+            self._log_length_rules(statistics)
         dataset = distributed_train_dataset(
             self.strategy,
             self.train_pairs,
@@ -187,6 +189,7 @@ class Trainer:
             seed=train.seed,
             start_batch=step * micro,
             num_batches=(total - step) * micro,
+            statistics=statistics,
         )
         self.train_step = TrainStep(
             self.model, self.optimizer, train, self.strategy, dataset.element_spec
