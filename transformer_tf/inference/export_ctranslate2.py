@@ -146,10 +146,12 @@ def load_ctranslate2(directory, threads=0):
     )
 
 
-def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_size=1):
+def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_size=1, **options):
     """Translate a list of strings with a CTranslate2 `engine`, tokenized, length-limited
     and detokenized as `translator` does, so that greedy outputs compare token for token.
-    CTranslate2 batches by length itself (`batch_size` sentences at a time)."""
+    CTranslate2 batches by length itself (`batch_size` sentences at a time). `options` go
+    to `translate_batch` as they are: its `length_penalty` (score / length ** penalty) is
+    not the package's GNMT alpha; 0 in both ranks by the summed log-probability alike."""
     # The package's own encoding (pieces cut to what the model reads, EOS, padding), so that
     # both engines see the same source; CTranslate2 adds the EOS back itself.
     source, budgets = translator.encode(tf.constant(sentences))
@@ -164,6 +166,7 @@ def translate_ctranslate2(engine, translator, sentences, batch_size=64, beam_siz
         beam_size=beam_size,
         max_batch_size=batch_size,
         max_decoding_length=max(budgets, default=1),
+        **options,
     )
     target_ids = {piece: i for i, piece in enumerate(translator.target_tokenizer.vocabulary())}
     # At its budget the package forces EOS: budget - 1 tokens at most, then EOS.
