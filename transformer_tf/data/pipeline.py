@@ -116,6 +116,23 @@ def batches_per_epoch(statistics, data_config, replicas=1):
     return sum(count // size + (count % size >= replicas) for count, size in zip(pairs, sizes))
 
 
+def _shuffled(pairs, block, seed):
+    """`pairs` in blocks of `block`, each block in an order drawn from (`seed`, its number)
+    by stateless ops: any epoch's order is made without the ones before it, whatever the
+    global seed."""
+
+    def permute(number, batch):
+        source, target = batch
+        keys = tf.random.stateless_uniform([source.nrows()], tf.stack([seed, number]))
+        order = tf.argsort(keys)
+        rows = tf.data.Dataset.from_tensor_slices(
+            (tf.gather(source, order), tf.gather(target, order))
+        )
+        return rows.map(lambda s, t: (s, t))  # ragged rows -> dense vectors
+
+    return pairs.ragged_batch(block).enumerate().flat_map(permute)
+
+
 def train_dataset(
     pairs, data_config, seed, start_batch=0, num_batches=-1, replicas=1, statistics=None
 ):
@@ -124,8 +141,9 @@ def train_dataset(
 
     Pairs with more tokens than `data_config.length_limits()` are dropped; the rest are
     batched with pairs of similar length, `batch_size` sentences or `batch_tokens` tokens
-    (padding counted) at a time, a multiple of `replicas`. Each epoch is shuffled in an
-    order drawn from (`seed`, epoch) and makes `batches_per_epoch` batches, so
+    (padding counted) at a time, a multiple of `replicas`. Each epoch is shuffled in blocks
+    of `shuffle_buffer` pairs, in an order drawn from (`seed`, epoch), and makes
+    `batches_per_epoch` batches, so
     `start_batch` resumes exactly where a run stopped by starting at its epoch: resuming
     replays at most one epoch, whatever the step. `statistics` (`LengthStatistics` of
     `pairs`) are counted with a pass over `pairs` if not given.
@@ -135,7 +153,7 @@ def train_dataset(
     kept = pairs.filter(_within(data_config)).map(lambda src, tgt, cut: (src, tgt))
 
     def epoch(index):
-        shuffled = kept.shuffle(data_config.shuffle_buffer, seed=seed * _EPOCH_SEEDS + index)
+        shuffled = _shuffled(kept, data_config.shuffle_buffer, seed * _EPOCH_SEEDS + index)
         # Batch sentences of similar length together: padding is wasted compute.
         batches = shuffled.bucket_by_sequence_length(
             lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
