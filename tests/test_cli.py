@@ -22,6 +22,15 @@ def test_rerunning_continues_from_the_last_step(copy_run, capsys):
     assert sorted(read_scalars(copy_run / "logs" / "train")["loss"]) == [50, 100, 150, 200]
 
 
+def test_build_vocab_prints_each_side_and_where_it_wrote(tmp_path, capsys):
+    assert main(["build-vocab", *tiny_args(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("source: ") and lines[1].startswith("target: ")
+    assert "entries (sentencepiece); '" in lines[0] and " -> " in lines[1]
+    assert lines[2] == f"written to {tmp_path / 'run' / 'vocab'}"
+    assert (tmp_path / "run" / "vocab" / "target.model").is_file()
+
+
 def test_evaluate_prints_bleu_with_signature_and_writes_hypotheses(copy_run, capsys):
     assert main(["evaluate", "--run-dir", str(copy_run), "--split", "validation"]) == 0
     out = capsys.readouterr().out

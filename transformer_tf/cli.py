@@ -17,9 +17,10 @@ from transformer_tf.run_dir import load_run_config
 from transformer_tf.training.progress import log_to_stderr
 
 
-def _config(args, required=True):
-    """The run's config (--config or --run-dir), with --set and the options that set a
-    config key (their `dest` is the key, e.g. `eval.beam_size`)."""
+def _runner(args, required=True):
+    """The Runner of the run's config (--config or --run-dir), with --set and the options
+    that set a config key (their `dest` is the key, e.g. `eval.beam_size`). The config is
+    checked before TensorFlow loads, so its errors come fast."""
     overrides = [*(getattr(args, "set", None) or [])]
     overrides += [
         f"{key}={value}"
@@ -27,23 +28,14 @@ def _config(args, required=True):
         if "." in key and value is not None and value is not False  # 0 is a value
     ]
     if required or args.config or args.run_dir:
-        return load_run_config(args.config, args.run_dir, overrides)
-    return config_from_dict({}, "command line", overrides)
-
-
-def _runner(args, required=True):
-    config = _config(args, required)  # checked before TensorFlow loads: errors come fast
+        config = load_run_config(args.config, args.run_dir, overrides)
+    else:
+        config = config_from_dict({}, "command line", overrides)
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) hides the real output.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from transformer_tf.runner import Runner
 
     return Runner(config)
-
-
-def _print_report(result):
-    from transformer_tf.evaluation.evaluate import report
-
-    print(report(result))
 
 
 def _write_lines(lines, path):
@@ -59,7 +51,7 @@ def cmd_train(args):
     result = runner.train()
     if result.chief and not result.stopped_by.startswith("signal"):
         if not args.no_eval:
-            _print_report(runner.evaluate())
+            print(runner.evaluate())
         if runner.config.export.after_training and not args.no_export:
             print(runner.export())
     return 0
@@ -68,11 +60,10 @@ def cmd_train(args):
 def cmd_build_vocab(args):
     runner = _runner(args)
     train = runner.split("train")
-    samples = (train.sources[0], train.targets[0])
-    for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(), samples):
-        pieces = " ".join(tokenizer.pieces(tokenizer.tokenize([sample])[0]))
-        kind = runner.config.tokenizer.type
-        print(f"{side}: {tokenizer.vocab_size} entries ({kind}); {sample!r} -> {pieces}")
+    for side, tokenizer, sample in zip(
+        ("source", "target"), runner.build_vocab(), (train.sources[0], train.targets[0])
+    ):
+        print(f"{side}: {tokenizer.describe(sample)}")
     print(f"written to {runner.run_dir.vocab}")
     return 0
 
@@ -97,13 +88,11 @@ def cmd_evaluate(args):
     if not (args.config or args.run_dir or (args.saved_model and args.src)):
         raise UserError("pass --config or --run-dir, or --saved-model with --src and --ref.")
     runner = _runner(args, required=False)
-    if args.saved_model:
-        translator = runner.served(args.saved_model)
-    else:
-        translator = runner.translator(args.average_last, args.best)
+    served = args.saved_model and runner.served(args.saved_model)
+    translator = served or runner.translator(args.average_last, args.best)
     output_dir = args.output_dir or (runner.config.run_dir if args.config or args.run_dir else ".")
     files = (args.src, args.ref) if args.src else None
-    _print_report(runner.evaluate(args.split, files, translator, output_dir))
+    print(runner.evaluate(args.split, files, translator, output_dir))
     return 0
 
 

@@ -104,6 +104,7 @@ class _Tokenizer(tf.Module):
     """
 
     vocab_size: int
+    kind: str  # the `tokenizer.type` that builds it
 
     def tokenize(self, strings):
         """[batch] strings -> [batch, (tokens)] ragged int32, without BOS/EOS."""
@@ -133,6 +134,11 @@ class _Tokenizer(tf.Module):
         vocabulary = self.vocabulary()  # WordPiece keeps it in memory
         return [vocabulary[i] for i in tf.convert_to_tensor(ids).numpy()]
 
+    def describe(self, sentence):
+        """One line for people: the vocabulary's size and kind, and how `sentence` splits."""
+        pieces = " ".join(self.pieces(self.tokenize([sentence])[0]))
+        return f"{self.vocab_size} entries ({self.kind}); {sentence!r} -> {pieces}"
+
 
 class SentencePieceTokenizer(_Tokenizer):
     """A SentencePiece model run by `tensorflow_text.SentencepieceTokenizer`.
@@ -147,6 +153,8 @@ class SentencePieceTokenizer(_Tokenizer):
         >>> tok.detokenize(ids)  # doctest: +SKIP
         <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'The cat sat on the mat.'], ...)>
     """
+
+    kind = "sentencepiece"
 
     def __init__(self, model_proto, name=None):
         super().__init__(name=name)
@@ -181,6 +189,8 @@ class WordPieceTokenizer(_Tokenizer):
     spaces and re-attaches common punctuation, so the text is close to, not always equal
     to, the input.
     """
+
+    kind = "wordpiece"
 
     def __init__(self, vocab_path, name=None):
         super().__init__(name=name)

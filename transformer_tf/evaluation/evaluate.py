@@ -83,8 +83,8 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
     """Decode `sources`, score against `references` (a list of references for each),
     record into `output_dir`.
 
-    Returns the result dict, with `hypotheses_file` and `samples`: the first
-    `eval_config.samples` (source, reference, hypothesis) triples.
+    Returns an `Evaluation`: the result dict, with `hypotheses_file` and `samples`, the
+    first `eval_config.samples` (source, reference, hypothesis) triples.
     """
     log.info("translating %d sentences (%s)", len(sources), name)
     hypotheses, scores = decode_and_score(translator, sources, references, eval_config)
@@ -95,7 +95,16 @@ def evaluate(translator, sources, references, eval_config, output_dir, name):
         result["ensemble_size"] = translator.ensemble_size
     samples = sample_rows(sources, references, hypotheses, eval_config.samples)
     hypotheses_file = record_evaluation(output_dir, result, hypotheses, samples)
-    return {**result, "hypotheses_file": str(hypotheses_file), "samples": samples}
+    return Evaluation(result, hypotheses_file=str(hypotheses_file), samples=samples)
+
+
+class Evaluation(dict):
+    """An evaluation's result: scores, signatures, `step`, `split`, `sentences`,
+    `hypotheses_file` and `samples` (source, reference, hypothesis). `str()` is the report
+    a person reads."""
+
+    def __str__(self):
+        return report(self)
 
 
 def report(result):
