@@ -1,9 +1,9 @@
 """Does the input pipeline keep up with training? Multi30K train (en->de), the tokenizers and
 batching of configs/multi30k_en_de.yaml:
 
-- the pipeline alone: sentences per second on its first pass (tokenizing, filling the
-  cache and counting the pairs' lengths, which training does once at its start) and once
-  cached (shuffled and batched: the steady state of every epoch);
+- the pipeline alone: sentences per second on its first pass (reading the files, tokenizing
+  and counting the pairs' lengths, which training does once at its start) and over an
+  epoch (read, tokenized, shuffled and batched again: the steady state of every epoch);
 - the training step alone: sentences per second it consumes (the same batches, taken from
   memory, after warm-up).
 
@@ -31,7 +31,7 @@ from transformer_tf.data.pipeline import (  # noqa: E402
     train_dataset,
     training_pairs,
 )
-from transformer_tf.data.sources import load_splits  # noqa: E402
+from transformer_tf.data.sources import TrainingText  # noqa: E402
 from transformer_tf.data.tokenizers import build_or_load_tokenizers  # noqa: E402
 from transformer_tf.model import build_model  # noqa: E402
 from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
@@ -57,17 +57,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = load_config(args.config, [f"data.dir={args.data}"])
     tf.keras.utils.set_random_seed(config.train.seed)  # before the tokenizers (see them)
-    train_src, train_tgt = load_splits(config.data, ["train"])["train"]
+    text = TrainingText(config.data)
     with tempfile.TemporaryDirectory() as vocab:
-        tokenizers = build_or_load_tokenizers(config.tokenizer, train_src, train_tgt, vocab)
+        tokenizers = build_or_load_tokenizers(
+            config.tokenizer, (s for s, _ in text.pairs()), (t for _, t in text.pairs()), vocab
+        )
 
-    pairs = training_pairs(train_src, train_tgt, *tokenizers)
+    pairs = training_pairs(text.dataset(), *tokenizers)
     started = time.perf_counter()
-    statistics = length_statistics(pairs)  # the first pass: tokenizes and fills the cache
-    first = len(train_src) / (time.perf_counter() - started)
+    statistics = length_statistics(pairs)  # the first pass: reads, tokenizes, counts
+    first = statistics.pairs / (time.perf_counter() - started)
     batches = iter(train_dataset(pairs, config.data, seed=0, statistics=statistics))
-    cached = epoch_rate(batches, len(train_src))
-    print(f"pipeline: first pass {first:,.0f} sentences/s, cached {cached:,.0f}", file=sys.stderr)
+    steady = epoch_rate(batches, statistics.pairs)
+    print(f"pipeline: first pass {first:,.0f} sentences/s, epoch {steady:,.0f}", file=sys.stderr)
 
     config.model = resolve_model_config(
         config.model, tokenizers[0].vocab_size, tokenizers[1].vocab_size
@@ -90,8 +92,8 @@ def main(argv=None):
     print("| stage | sentences/s | vs training |")
     print("|---|---|---|")
     for name, rate in (
-        ("pipeline, first pass (tokenize + cache + count)", first),
-        ("pipeline, every epoch (cached, shuffled, batched)", cached),
+        ("pipeline, first pass (read + tokenize + count)", first),
+        ("pipeline, every epoch (read + tokenize + shuffle + batch)", steady),
         ("training step (consumes)", consumed),
     ):
         print(f"| {name} | {rate:,.0f} | {rate / consumed:.1f}x |")

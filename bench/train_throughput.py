@@ -81,7 +81,10 @@ def make_batches(data_dir, count):
     sources, targets = multi30k(data_dir, "train")
     tokenizers = multi30k_tokenizers(sources, targets)
     dataset = train_dataset(
-        training_pairs(sources, targets, *tokenizers), config.data, seed=1, num_batches=count
+        training_pairs(tf.data.Dataset.from_tensor_slices((sources, targets)), *tokenizers),
+        config.data,
+        seed=1,
+        num_batches=count,
     )
     batches = [(s.numpy(), t.numpy()) for s, t in dataset]
     return batches, [t.vocab_size for t in tokenizers]

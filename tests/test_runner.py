@@ -15,7 +15,7 @@ from transformer_tf.data import sources
 from transformer_tf.data.tokenizers import SentencePieceTokenizer
 from transformer_tf.runner import Runner
 
-from conftest import QUICKSTART, TINY, captured_log, tiny_args
+from conftest import QUICKSTART, TINY, captured_log, tiny_args, write_lines
 
 SHORT = ["train.steps=20", "train.checkpoint_every=10", "train.log_every=10"]
 
@@ -60,6 +60,26 @@ def test_one_train_command_loads_each_split_once_and_the_tokenizers_once(tmp_pat
     )
     assert "check:" in capsys.readouterr().out
     assert dict(loads) == {"train": 1, "validation": 1, "test": 1, "tokenizer files": 2}
+
+
+def test_a_file_corpus_trains_from_its_files_without_loading_its_training_split(
+    tmp_path, loads, corpus, capsys
+):
+    """The training split of a file corpus (two gzip shards here) is streamed for the
+    vocabularies and every epoch: never loaded whole, unlike validation and test."""
+    overrides = ["data.source=text"]
+    for split, (english, german) in corpus.items():
+        half = len(english) // 2 if split == "train" else len(english)
+        shards = [(english[:half], german[:half]), (english[half:], german[half:])]
+        for number, (en, de) in enumerate(shards if split == "train" else shards[:1]):
+            write_lines(tmp_path / f"{split}{number}.en.gz", en, compress=True)
+            write_lines(tmp_path / f"{split}{number}.de.gz", de, compress=True)
+        overrides += [f"data.{split}.source={tmp_path}/{split}*.en.gz"]
+        overrides += [f"data.{split}.target={tmp_path}/{split}*.de.gz"]
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(run, *SHORT, *overrides), "--no-export"]) == 0
+    assert "test BLEU" in capsys.readouterr().out
+    assert dict(loads) == {"validation": 1, "test": 1, "tokenizer files": 2}
 
 
 def test_after_training_evaluation_and_export_use_the_weights_in_memory(tmp_path, monkeypatch):

@@ -290,3 +290,77 @@ def test_bad_json_records_are_refused_naming_file_line_and_field(tmp_path, line,
     )
     with pytest.raises(UserError, match=message):
         sources.load_splits(data, ["train"])
+
+
+def _stream(data, **config):
+    """(`TrainingText.pairs()`, `TrainingText.dataset()` as strings) of a data config."""
+    splits = {name: data["train"] for name in SPLIT_SIZES}  # one file set for every split
+    text = sources.TrainingText(config_from_dict({"data": {**data, **splits, **config}}).data)
+    python = list(text.pairs())
+    graph = [(s.decode(), t.decode()) for s, t in text.dataset().as_numpy_iterator()]
+    return python, graph
+
+
+def test_training_text_streams_shards_one_pair_from_each_in_turn(tmp_path, corpus):
+    """A glob of parallel shards (plain and gzip, CRLF line ends, blank and white-space
+    lines) reads as the same pairs in Python and in tf.data: shards in sorted order, one
+    pair from each in turn, empty pairs left out."""
+    english, german = corpus["train"]
+    english, german = english[:9], german[:9]
+    shards = [(english[0:3], german[0:3]), (english[3:9], german[3:9])]
+    for number, (en, de) in enumerate(shards):
+        compress = number == 1
+        suffix = ".gz" if compress else ""
+        write_lines(tmp_path / f"part{number}.en{suffix}", [f"{line}\r" for line in en], compress)
+        write_lines(tmp_path / f"part{number}.de{suffix}", de, compress)
+    write_lines(tmp_path / "part2.en", ["", "only English", "\u00a0"])  # left out, all three
+    write_lines(tmp_path / "part2.de", ["nur Deutsch", "", "\u3000 "])
+    files = {"source": str(tmp_path / "part*.en*"), "target": str(tmp_path / "part*.de*")}
+    python, graph = _stream({"source": "text", "train": files})
+    pairs = list(zip(english, german))
+    assert python == graph == [pairs[0], pairs[3], pairs[1], pairs[4], pairs[2], *pairs[5:]]
+
+    tsv = [f"{en}\t{de}" for en, de in pairs[:4]] + ["", "\t"]
+    write_lines(tmp_path / "pairs.tsv.gz", tsv, compress=True)
+    python, graph = _stream({"source": "tsv", "train": {"tsv": str(tmp_path / "pairs.tsv.gz")}})
+    assert python == graph == pairs[:4]
+
+    records = [{"question": en, "answers": [de, "other"]} for en, de in pairs[:3]]
+    write_records(tmp_path / "qa.jsonl", records)
+    jsonl = {"source": "jsonl", "train": {"jsonl": str(tmp_path / "q?.jsonl")}}
+    python, graph = _stream(jsonl, source_template="{question}", target_field="answers")
+    assert python == graph == pairs[:3]
+
+
+def test_training_text_refuses_bad_shards_and_lines_before_training(tmp_path):
+    write_lines(tmp_path / "a1.en", ["one", "two"])
+    write_lines(tmp_path / "a1.de", ["eins", "zwei"])
+    write_lines(tmp_path / "a2.en", ["three"])
+    files = {"source": str(tmp_path / "a*.en"), "target": str(tmp_path / "a*.de")}
+    with pytest.raises(UserError, match=r"1 source and 2 target files|2 source and 1 target"):
+        _stream({"source": "text", "train": files})
+    files = {"source": str(tmp_path / "b*.en"), "target": str(tmp_path / "a*.de")}
+    with pytest.raises(UserError, match=r"'.*b\*\.en' \(data\.train\.source\) matches no file"):
+        _stream({"source": "text", "train": files})
+    write_lines(tmp_path / "a2.de", ["drei", "vier"])
+    files = {"source": str(tmp_path / "a*.en"), "target": str(tmp_path / "a*.de")}
+    with pytest.raises(UserError, match=r"a2\.en' has 1 lines but '.*a2\.de' has 2"):
+        _stream({"source": "text", "train": files})
+
+    write_lines(tmp_path / "bad.tsv", ["one\teins", "two zwei"])
+    files = {name: {"tsv": str(tmp_path / "bad.tsv")} for name in SPLIT_SIZES}
+    text = sources.TrainingText(config_from_dict({"data": {"source": "tsv", **files}}).data)
+    with pytest.raises(UserError, match=r"bad\.tsv: line 2 has no tab"):
+        text.check()
+    assert not text.checked
+
+
+@pytest.mark.parametrize("cycle", [1, 2, 3, 16])
+def test_interleave_in_python_is_tf_data_interleave(cycle):
+    import tensorflow as tf
+
+    streams = [list(range(100 * i, 100 * i + n)) for i, n in enumerate([3, 0, 7, 1, 4, 4, 2])]
+    expected = tf.data.Dataset.from_tensor_slices(tf.ragged.constant(streams)).interleave(
+        tf.data.Dataset.from_tensor_slices, cycle_length=cycle
+    )
+    assert list(sources.interleave(streams, cycle)) == list(expected.as_numpy_iterator())

@@ -59,10 +59,8 @@ def cmd_train(args):
 
 def cmd_build_vocab(args):
     runner = _runner(args)
-    train = runner.split("train")
-    for side, tokenizer, sample in zip(
-        ("source", "target"), runner.build_vocab(), (train.sources[0], train.targets[0])
-    ):
+    first_pair = next(runner.training_text().pairs())
+    for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(), first_pair):
         print(f"{side}: {tokenizer.describe(sample)}")
     print(f"written to {runner.run_dir.vocab}")
     return 0

@@ -478,13 +478,13 @@ def _check_data_source(data, source):
             if not (files.source and files.target):
                 raise ConfigError(
                     f"{source}: data.source 'text' needs 'data.{name}.source' and "
-                    f"'data.{name}.target' (a path or URL each)."
+                    f"'data.{name}.target' (a path, URL or glob each)."
                 )
     elif data.source == "tsv":
         for name, files in splits.items():
             if not files.tsv:
                 raise ConfigError(
-                    f"{source}: data.source 'tsv' needs 'data.{name}.tsv' (a path or URL)."
+                    f"{source}: data.source 'tsv' needs 'data.{name}.tsv' (a path, URL or glob)."
                 )
     elif data.source == "jsonl":
         _check_jsonl(data, splits, source)
@@ -518,7 +518,7 @@ def _check_jsonl(data, splits, source):
     for name, files in splits.items():
         if not files.jsonl:
             raise ConfigError(
-                f"{source}: data.source 'jsonl' needs 'data.{name}.jsonl' (a path or URL)."
+                f"{source}: data.source 'jsonl' needs 'data.{name}.jsonl' (a path, URL or glob)."
             )
     for key, example in (("source_template", "'{question} {context}'"), ("target_field", "answer")):
         if not getattr(data, key):

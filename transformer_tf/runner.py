@@ -17,7 +17,7 @@ from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
 from transformer_tf.data import prepared
 from transformer_tf.data.pipeline import training_pairs
-from transformer_tf.data.sources import Split, load_splits, read_parallel
+from transformer_tf.data.sources import Split, TrainingText, load_splits, read_parallel
 from transformer_tf.data.tokenizers import (
     build_or_load_tokenizers,
     load_tokenizers,
@@ -79,6 +79,7 @@ class Runner:
         self.config = config
         self.run_dir = RunDir(config.run_dir)
         self._splits = {}
+        self._training_text = None
         self._tokenizers = None
         self._trained = None  # (model, step) after `train`
 
@@ -96,6 +97,13 @@ class Runner:
             self._splits[name] = load_splits(self.config.data, [name])[name]
         return self._splits[name]
 
+    def training_text(self) -> TrainingText:
+        """The training split as a stream (`TrainingText`), for the vocabularies, `prepare`
+        and training: never loaded whole."""
+        if self._training_text is None:
+            self._training_text = TrainingText(self.config.data)
+        return self._training_text
+
     def tokenizers(self):
         """(source, target) tokenizers of the run, loaded once from its vocab folder."""
         if self._tokenizers is None:
@@ -107,9 +115,12 @@ class Runner:
         Workers other than the chief (`chief=False`) wait for the chief's instead."""
         if self._tokenizers is None:
             if chief:
-                train = self.split("train")
+                text = self.training_text()
                 self._tokenizers = build_or_load_tokenizers(
-                    self.config.tokenizer, train.sources, train.targets, self.run_dir.vocab
+                    self.config.tokenizer,
+                    (source for source, _ in text.pairs()),  # each read only if needed
+                    (target for _, target in text.pairs()),
+                    self.run_dir.vocab,
                 )
             else:
                 self._tokenizers = wait_for_tokenizers(self.config.tokenizer, self.run_dir.vocab)
@@ -174,8 +185,8 @@ class Runner:
 
     def training_pairs(self):
         """(dataset of (source ids, target ids, cut), `LengthStatistics` or None): the pairs
-        `prepare` wrote, when there are some, else the training split tokenized now (and
-        kept in memory: its statistics are counted on the first pass)."""
+        `prepare` wrote, when there are some, else the training text, tokenized as it is
+        read (its statistics are then counted by a first pass)."""
         found = prepared.read_prepared(self.prepared_dir(), self._fingerprint())
         if found:
             log.info("training on the prepared pairs in '%s'", self.prepared_dir())
@@ -188,10 +199,9 @@ class Runner:
         return self._tokenized_train_split(), None
 
     def _tokenized_train_split(self):
-        train = self.split("train")
-        return training_pairs(
-            train.sources, train.targets, *self.tokenizers(), self.config.model.pe_input
-        )
+        text = self.training_text()
+        text.check()  # a malformed line stops here, not inside the training loop
+        return training_pairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
 
     def prepare(self, shards: int = 8) -> dict:
         """Tokenize the training split once into `shards` TFRecord files of ids, with a

@@ -17,9 +17,9 @@ _EPOCH_SEEDS = 1_000_003  # epoch e of seed s shuffles with seed s * this + e
 _ENDLESS = 2**62
 
 
-def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
+def _tokenize(texts, source_tokenizer, target_tokenizer, source_cut):
     """Dataset of (source ids + EOS cut to `source_cut` tokens, BOS + target ids + EOS,
-    whether the source was cut)."""
+    whether the source was cut) of a dataset of (source, target) strings."""
 
     def tokenize(src, tgt):
         src_ids, cut = cut_source(source_tokenizer.tokenize(src), source_cut or _UNCUT)
@@ -27,8 +27,7 @@ def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
         return src_ids, tgt_ids, cut
 
     return (
-        tf.data.Dataset.from_tensor_slices((sources, targets))
-        .batch(_TOKENIZE_CHUNK)
+        texts.batch(_TOKENIZE_CHUNK)
         .map(tokenize, num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
         # Rows of a ragged batch come out typed as ragged; an identity map makes them
@@ -38,17 +37,20 @@ def _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut):
 
 
 def tokenized_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
-    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors; sources cut to
-    `source_cut` tokens (the model's `pe_input`) as the translator cuts them."""
-    pairs = _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut)
+    """Dataset of (source ids + EOS, BOS + target ids + EOS) int32 vectors of two lists of
+    strings; sources cut to `source_cut` tokens (the model's `pe_input`) as the translator
+    cuts them."""
+    texts = tf.data.Dataset.from_tensor_slices((sources, targets))
+    pairs = _tokenize(texts, source_tokenizer, target_tokenizer, source_cut)
     return pairs.map(lambda src, tgt, cut: (src, tgt))
 
 
-def training_pairs(sources, targets, source_tokenizer, target_tokenizer, source_cut=None):
-    """The training split for `train_dataset` and `length_statistics`: `tokenized_pairs`
-    with a flag per source that was cut, kept in memory after the first pass, so the split
-    is tokenized once for the count at the start and for every epoch."""
-    return _tokenize(sources, targets, source_tokenizer, target_tokenizer, source_cut).cache()
+def training_pairs(texts, source_tokenizer, target_tokenizer, source_cut=None):
+    """The training split for `train_dataset` and `length_statistics`, from a dataset of
+    (source, target) strings (`TrainingText.dataset`): (source ids, target ids, whether
+    the source was cut), as `tokenized_pairs`. Streamed: each pass reads and tokenizes the
+    text again, so memory does not grow with the corpus (`prepare` tokenizes it once)."""
+    return _tokenize(texts, source_tokenizer, target_tokenizer, source_cut)
 
 
 def _within(data_config):

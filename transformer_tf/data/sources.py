@@ -8,15 +8,18 @@ TensorFlow tutorial's TED talks (through TFDS).
 """
 
 import difflib
+import glob
 import gzip
+import itertools
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from transformer_tf.data import synthetic
-from transformer_tf.data.download import fetch
+from transformer_tf.data.download import fetch, is_url
 from transformer_tf.data.templates import fill_template, template_fields
 from transformer_tf.errors import UserError
 
@@ -38,6 +41,8 @@ MULTI30K_SHA256 = {
     "val.fr.gz": "ca3106f1a72390591d25f6c45cb4cd39dec4cd3f123e099748a3ce5256c160e9",
 }
 TED_HRLR_PT_EN = "ted_hrlr_translate/pt_to_en"
+_GLOB = re.compile(r"[*?[]")  # a location with one of these is a glob pattern of shards
+_OPEN_SHARDS = 16  # shards read at once, a pair from each in turn
 
 
 class Split(NamedTuple):
@@ -88,6 +93,103 @@ def load_splits(data_config, names=SPLITS):
     }
 
 
+class TrainingText:
+    """The training split as a stream: read from its files (or TFDS) a pair at a time, each
+    time it is needed, never held whole in memory, so a corpus may be larger than memory.
+
+    `pairs()` is the checked Python stream (a malformed line stops with its file and line;
+    pairs with an empty side are left out); `dataset()` the same pairs as a `tf.data`
+    stream for training; `check()` reads the split once so that its errors come before
+    training starts. The embedded synthetic corpus, generated in memory, is kept there.
+    """
+
+    def __init__(self, data_config):
+        self.data_config = data_config
+        self.checked = data_config.source in ("synthetic", "tfds", "ted_hrlr_pt_en")
+        self._synthetic = None
+
+    def pairs(self):
+        """(source, target) of each example with text on both sides, in corpus order."""
+        config = self.data_config
+        if config.source == "synthetic":
+            if self._synthetic is None:
+                self._synthetic = load_splits(config, ["train"])["train"]
+            yield from zip(self._synthetic.sources, self._synthetic.targets)
+            return
+        if config.source in ("tfds", "ted_hrlr_pt_en"):
+            for source, target in tfds_pairs(config, "train").as_numpy_iterator():
+                if source.strip() and target.strip():
+                    yield source.decode("utf-8"), target.decode("utf-8")
+            return
+        total = kept = 0
+        for total, (source, target, _) in enumerate(_file_examples(config, "train"), 1):
+            if source.strip() and target.strip():
+                kept += 1
+                yield source, target
+        _check_kept("train", kept, total, _origin(config, "train"))
+        self.checked = True
+
+    def check(self):
+        """Read the split once, unless a whole pass was made already: a malformed line then
+        stops the run before training, with its file and line."""
+        if not self.checked:
+            log.info("checking the training data (%s)", _origin(self.data_config, "train"))
+            for _ in self.pairs():
+                pass
+
+    def dataset(self):
+        """The pairs as a `tf.data.Dataset` of (source, target) strings, read again on each
+        pass: parallel text and TSV by `TextLineDataset` (shards interleaved), TFDS by
+        `as_dataset`, JSON lines and the synthetic corpus by `pairs()`."""
+        import tensorflow as tf
+
+        config = self.data_config
+        string = tf.TensorSpec([], tf.string)
+        if config.source in ("tfds", "ted_hrlr_pt_en"):
+            return tfds_pairs(config, "train").filter(_both_sides)
+        if config.source in ("synthetic", "jsonl"):
+            return tf.data.Dataset.from_generator(self.pairs, output_signature=(string, string))
+        paths = _split_files(config, "train")
+        columns = [paths["tsv"]] if "tsv" in paths else [paths["source"], paths["target"]]
+        files = tf.data.Dataset.from_tensor_slices(tuple([str(p) for p in c] for c in columns))
+
+        def lines(path):
+            gzip = tf.strings.regex_full_match(path, r".*\.gz")
+            dataset = tf.data.TextLineDataset(path, compression_type=tf.where(gzip, "GZIP", ""))
+            return dataset.map(lambda line: tf.strings.regex_replace(line, "\r$", ""))
+
+        def shard(*names):  # (tsv file,) or (source file, target file)
+            if len(names) == 2:
+                return tf.data.Dataset.zip(lines(names[0]), lines(names[1]))
+            return lines(names[0]).map(_tsv_fields)
+
+        # One pair from each shard in turn, as `pairs()` reads them (`interleave`).
+        pairs = files.interleave(shard, cycle_length=min(len(columns[0]), _OPEN_SHARDS))
+        return pairs.filter(_both_sides)
+
+
+def _tsv_fields(line):
+    """(source, target) of a `source<TAB>target` line in the graph; a blank line gives
+    ("", ""), left out with the other empty pairs (`check` refused every other shape)."""
+    import tensorflow as tf
+
+    fields = tf.concat([tf.strings.split(line, "\t", maxsplit=1), ["", ""]], axis=0)
+    return fields[0], fields[1]
+
+
+# What Python's str.isspace() calls white space, in RE2's syntax.
+_BLANK = r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\p{Z}]*"
+
+
+def _both_sides(source, target):
+    """Whether a pair has text on both sides, in the graph (as `TrainingText.pairs` keeps
+    them: blank means only white space, as Python's `str.strip` sees it)."""
+    import tensorflow as tf
+
+    blank = tf.strings.regex_full_match(tf.stack([source, target]), _BLANK)
+    return tf.logical_not(tf.reduce_any(blank))
+
+
 def _origin(data_config, split):
     """Where a split's pairs come from, for messages: its files, or its TFDS dataset."""
     if data_config.source == "multi30k":
@@ -119,9 +221,12 @@ def multi30k_files(data_config, split):
     return urls, {MULTI30K_URL + name: MULTI30K_SHA256[name] for name in names.values()}
 
 
-def _file_split(data_config, split):
-    """(sources, targets[, references]) of one split of a `text`, `tsv`, `jsonl` or
-    `multi30k` source."""
+def _split_files(data_config, split):
+    """The local files of one split of a `text`, `tsv`, `jsonl` or `multi30k` source:
+    {"source": [...], "target": [...]}, {"tsv": [...]} or {"jsonl": [...]}. A URL is
+    downloaded once; a glob pattern (`*`, `?`, `[`) stands for its matches, sorted: the
+    shards of one corpus, read in that order (a source shard pairs with the target shard of
+    the same rank)."""
     checksums = data_config.sha256
     if data_config.source == "multi30k":
         locations, checksums = multi30k_files(data_config, split)
@@ -133,38 +238,114 @@ def _file_split(data_config, split):
             if kind in ("tsv", "jsonl")
             else {"source": files.source, "target": files.target}
         )
-    paths = {
-        side: fetch(location, data_config.cache_dir, checksums.get(location))
-        for side, location in locations.items()
-    }
+    paths = {}
+    for side, location in locations.items():
+        if is_url(location) or not _GLOB.search(location):
+            paths[side] = [fetch(location, data_config.cache_dir, checksums.get(location))]
+            continue
+        paths[side] = [Path(match) for match in sorted(glob.glob(location))]
+        if not paths[side]:
+            raise UserError(
+                f"'{location}' (data.{split}.{side}) matches no file; check the pattern."
+            )
+    if "source" in paths and len(paths["source"]) != len(paths["target"]):
+        raise UserError(
+            f"the {split} split has {len(paths['source'])} source and "
+            f"{len(paths['target'])} target files; shards pair up by their sorted names, "
+            "one target file for each source file."
+        )
+    return paths
+
+
+def _file_examples(data_config, split):
+    """(source, target, references) of a file split, one at a time, a pair from each shard
+    in turn (`interleave`); a malformed line stops with one sentence naming its file and
+    line."""
+    paths = _split_files(data_config, split)
     if "tsv" in paths:
-        return read_tsv(paths["tsv"])
-    if "jsonl" in paths:
-        return read_jsonl(paths["jsonl"], data_config)
-    return read_parallel(paths["source"], paths["target"])
+        shards = [((s, t, None) for s, t in _tsv_pairs(path)) for path in paths["tsv"]]
+    elif "jsonl" in paths:
+        shards = [
+            (jsonl_example(record, data_config, where) for where, record in _records(path))
+            for path in paths["jsonl"]
+        ]
+    else:
+        shards = [
+            ((s, t, None) for s, t in _parallel_pairs(source, target))
+            for source, target in zip(paths["source"], paths["target"])
+        ]
+    return interleave(shards, _OPEN_SHARDS)
+
+
+def _records(path):
+    return parse_records(iter_lines(path), path)
+
+
+_END = object()
+
+
+def interleave(streams, cycle):
+    """The items of `streams` (iterables, opened in order) in the order of tf.data's
+    `interleave(cycle_length=cycle, block_length=1)`: one from each of `cycle` open streams
+    in turn; the slot of a stream that ends takes the next stream when its turn comes
+    back. A corpus split by topic into shards is so mixed, the same way in Python and in
+    the graph.
+
+    >>> list(interleave(["ab", "cdef", "g"], 2))
+    ['a', 'c', 'b', 'd', 'e', 'g', 'f']
+    """
+    streams, slots, index, ended = iter(streams), [None] * cycle, 0, False
+    while not ended or any(slot is not None for slot in slots):
+        if slots[index] is not None:
+            item = next(slots[index], _END)
+            if item is not _END:
+                yield item
+            else:
+                slots[index] = None
+            index = (index + 1) % cycle
+        elif not ended:
+            stream = next(streams, _END)
+            if stream is _END:
+                ended = True
+            else:
+                slots[index] = iter(stream)
+        else:
+            index = (index + 1) % cycle
+
+
+def _file_split(data_config, split):
+    """(sources, targets, references) of one split of a `text`, `tsv`, `jsonl` or
+    `multi30k` source, in memory; references is None when no example has more than one."""
+    examples = list(_file_examples(data_config, split))
+    sources, targets, references = (
+        (list(column) for column in zip(*examples)) if examples else ([], [], [])
+    )
+    multiple = any(refs is not None and len(refs) > 1 for refs in references)
+    return sources, targets, references if multiple else None
 
 
 def _drop_empty(name, split, origin):
-    """The examples of `split` with a non-empty source and target; a split left with none is
-    refused, naming `origin` (before a tokenizer trains on it or an evaluation divides by
-    it)."""
+    """The examples of `split` with a non-empty source and target (`_check_kept`)."""
     kept = [
         i for i, (s, t) in enumerate(zip(split.sources, split.targets)) if s.strip() and t.strip()
     ]
+    _check_kept(name, len(kept), len(split.sources), origin)
+    if len(kept) == len(split.sources):
+        return split
+    return Split(*(None if column is None else [column[i] for i in kept] for column in split))
+
+
+def _check_kept(name, kept, total, origin):
+    """Log how many of a split's `total` pairs were left out for an empty side; a split left
+    with none is refused, naming `origin` (before a tokenizer trains on it or an evaluation
+    divides by it)."""
     if not kept:
         raise UserError(
             f"the {name} split ({origin}) has no pair with text on both sides; "
             "point the config's data section at files that have some."
         )
-    if len(kept) == len(split.sources):
-        return split
-    log.info(
-        "%s: dropped %d of %d pairs with an empty side",
-        name,
-        len(split.sources) - len(kept),
-        len(split.sources),
-    )
-    return Split(*(None if column is None else [column[i] for i in kept] for column in split))
+    if kept < total:
+        log.info("%s: dropped %d of %d pairs with an empty side", name, total - kept, total)
 
 
 def iter_lines(path=None):
@@ -196,22 +377,38 @@ def read_lines(path=None):
 
 def read_parallel(source_path, target_path):
     """Two files whose line N translate each other: (sources, targets)."""
-    sources, targets = read_lines(source_path), read_lines(target_path)
-    if len(sources) != len(targets):
-        raise UserError(
-            f"'{source_path}' has {len(sources)} lines but '{target_path}' has "
-            f"{len(targets)}; parallel files need one line per sentence on each "
-            "side."
-        )
-    return sources, targets
+    pairs = list(_parallel_pairs(source_path, target_path))
+    return [source for source, _ in pairs], [target for _, target in pairs]
+
+
+def _parallel_pairs(source_path, target_path):
+    """(line N of `source_path`, line N of `target_path`), one at a time; files of
+    different lengths are refused when the shorter one ends."""
+    sources, targets = iter_lines(source_path), iter_lines(target_path)
+    for number, (source, target) in enumerate(itertools.zip_longest(sources, targets), 1):
+        if source is None or target is None:
+            rest = 1 + sum(1 for _ in (sources if target is None else targets))
+            lines = [number - 1, number - 1]
+            lines[target is not None] += rest  # the file that goes on
+            raise UserError(
+                f"'{source_path}' has {lines[0]} lines but '{target_path}' has {lines[1]}; "
+                "parallel files need one line per sentence on each side."
+            )
+        yield source[1], target[1]
 
 
 def read_tsv(path):
     """A file of `source<TAB>target` lines: (sources, targets)."""
-    sources, targets = [], []
-    for number, line in enumerate(read_lines(path), start=1):
+    pairs = list(_tsv_pairs(path))
+    return [source for source, _ in pairs], [target for _, target in pairs]
+
+
+def _tsv_pairs(path):
+    """(source, target) of each `source<TAB>target` line, one at a time; a blank line gives
+    ("", ""), left out later with the other empty pairs."""
+    for number, line in iter_lines(path):
         if not line.strip():
-            sources.append(""), targets.append("")  # dropped later with the other empties
+            yield "", ""
             continue
         fields = line.split("\t")
         if len(fields) != 2:
@@ -219,23 +416,7 @@ def read_tsv(path):
             raise UserError(
                 f"{path}: line {number} has {shape}; each line must be source<TAB>target."
             )
-        sources.append(fields[0]), targets.append(fields[1])
-    return sources, targets
-
-
-def read_jsonl(path, data_config):
-    """A file of JSON records, one a line: (sources, targets, references), each record
-    made an example by `jsonl_example`; blank lines are skipped. references is None when
-    no record has more than one."""
-    examples = [
-        jsonl_example(record, data_config, where)
-        for where, record in parse_records(iter_lines(path), path)
-    ]
-    sources, targets, references = (
-        (list(column) for column in zip(*examples)) if examples else ([], [], [])
-    )
-    multiple = any(len(refs) > 1 for refs in references)
-    return sources, targets, references if multiple else None
+        yield fields[0], fields[1]
 
 
 def jsonl_example(record, data_config, where):
@@ -320,7 +501,21 @@ def _texts_field(record, name, where):
 
 
 def _tfds_splits(data_config, names):
-    """Splits of a TensorFlow Datasets translation dataset, prepared first if needed."""
+    """Splits of a TensorFlow Datasets translation dataset, in memory."""
+    splits = {}
+    for split in names:
+        pairs = [
+            (source.decode("utf-8"), target.decode("utf-8"))
+            for source, target in tfds_pairs(data_config, split).as_numpy_iterator()
+        ]
+        splits[split] = ([s for s, _ in pairs], [t for _, t in pairs])
+        log.info("%s: %d pairs", _origin(data_config, split), len(pairs))
+    return splits
+
+
+def tfds_pairs(data_config, split):
+    """A split of a TensorFlow Datasets translation dataset (prepared first if needed) as
+    a `tf.data.Dataset` of (source, target) strings, read by `as_dataset`."""
     import tensorflow_datasets as tfds
 
     name = TED_HRLR_PT_EN if data_config.source == "ted_hrlr_pt_en" else data_config.tfds.name
@@ -354,26 +549,12 @@ def _tfds_splits(data_config, names):
                 f"TFDS dataset '{name}' has no feature {key!r}; set "
                 f"'data.{config_key}' to one of {features}."
             )
-    split_names = {
-        "train": tfds_config.train_split,
-        "validation": tfds_config.validation_split,
-        "test": tfds_config.test_split,
-    }
-    splits = {}
-    for split in names:
-        tfds_split = split_names[split]
-        try:
-            dataset = builder.as_dataset(split=tfds_split)
-        except (KeyError, ValueError):
-            raise UserError(
-                f"TFDS dataset '{name}' has no split '{tfds_split}'; set "
-                f"'data.tfds.{split}_split' to one of "
-                f"{sorted(builder.info.splits)}."
-            ) from None
-        sources, targets = [], []
-        for example in tfds.as_numpy(dataset):
-            sources.append(example[source_key].decode("utf-8"))
-            targets.append(example[target_key].decode("utf-8"))
-        splits[split] = (sources, targets)
-        log.info("TFDS %s[%s]: %d pairs", name, tfds_split, len(sources))
-    return splits
+    tfds_split = getattr(tfds_config, f"{split}_split")
+    try:
+        dataset = builder.as_dataset(split=tfds_split)
+    except (KeyError, ValueError):
+        raise UserError(
+            f"TFDS dataset '{name}' has no split '{tfds_split}'; set "
+            f"'data.tfds.{split}_split' to one of {sorted(builder.info.splits)}."
+        ) from None
+    return dataset.map(lambda example: (example[source_key], example[target_key]))

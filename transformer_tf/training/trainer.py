@@ -76,7 +76,7 @@ class Trainer:
         tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
             (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
         statistics: the `LengthStatistics` of `train_pairs` if known; else they are counted
-            when training starts (the pass that also fills `training_pairs`' cache).
+            by a pass over `train_pairs` when training starts.
     """
 
     def __init__(self, config, strategy, train_pairs, validation, tokenizers, statistics=None):
