@@ -133,3 +133,11 @@ def test_an_ensemble_of_runs_evaluates_and_exports_as_one_model(copy_run, traine
     assert exported.check == alone["samples"][0][::2]  # (source, its translation alone)
     assert main(["evaluate", "--run-dir", str(copy_run), "--ensemble", str(trained_tied_run)]) == 2
     assert "an ensemble needs one set of tokenizers" in capsys.readouterr().err
+
+
+def test_a_large_validation_split_is_warned_about(monkeypatch):
+    monkeypatch.setattr(runner_module, "IN_MEMORY_PAIRS", 30)
+    runner = Runner(load_config(QUICKSTART, TINY))  # 40 validation pairs
+    with captured_log() as messages:
+        assert len(runner.split("validation").sources) == 40
+    assert any("the validation split has 40 pairs, all held in memory" in m for m in messages)

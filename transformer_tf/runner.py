@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the trainer module is imported when a run trains
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("saved_model", "ctranslate2")
+IN_MEMORY_PAIRS = 200_000  # more in a validation or test split is warned about
 
 
 @dataclasses.dataclass
@@ -95,6 +96,13 @@ class Runner:
         once."""
         if name not in self._splits:
             self._splits[name] = load_splits(self.config.data, [name])[name]
+            if len(self._splits[name].sources) > IN_MEMORY_PAIRS:
+                log.warning(
+                    "warning: the %s split has %d pairs, all held in memory (only the "
+                    "training split streams); give it a smaller file or a TFDS split slice.",
+                    name,
+                    len(self._splits[name].sources),
+                )
         return self._splits[name]
 
     def training_text(self) -> TrainingText:
