@@ -158,7 +158,13 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
         main(
             [
                 "train",
-                *tiny_args(single, *SAME_UPDATE, "train.steps=20", "distribute.strategy=default"),
+                *tiny_args(
+                    single,
+                    *SAME_UPDATE,
+                    "train.steps=20",
+                    "distribute.strategy=default",
+                    "data.input_shards=2",  # the two workers' default: one stream each
+                ),
                 "--no-eval",
                 "--no-export",
             ]

@@ -1,13 +1,17 @@
 """The training pipeline: token-budget batches and the length filter."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from transformer_tf.config import config_from_dict
 from transformer_tf.data.pipeline import (
+    TextPairs,
     batches_per_epoch,
     count_length_rules,
+    distributed_train_dataset,
     length_buckets,
     length_statistics,
     train_dataset,
@@ -121,3 +125,29 @@ def test_a_resumed_stream_starts_at_its_epoch_with_the_same_batches(corpus, toke
         stream(start, 1, pairs.map(counted))
         reads[start] = int(read.numpy())
     assert reads[20 * per_epoch + 3] <= 2 * len(german), reads  # the old replay: 20 epochs
+
+
+def test_two_input_streams_make_each_global_batch_of_one_batch_of_each(corpus, tokenizers):
+    """With `data.input_shards: 2` a global batch is a batch of the even pairs and one of
+    the odd pairs, each made with half the token budget, joined (padded to the longer)."""
+    _, german = corpus["train"]
+    tokenizer = tokenizers["sentencepiece"]
+    config = config_from_dict({"data": {"batch_tokens": 300, "max_length": 24}}).data
+    config = dataclasses.replace(config, input_shards=2)
+    pairs = TextPairs(same_text(german), tokenizer, tokenizer)
+    dataset, statistics = distributed_train_dataset(
+        tf.distribute.get_strategy(), pairs, config, seed=5, num_batches=6
+    )
+    assert statistics == length_statistics(training_pairs(same_text(german), tokenizer, tokenizer))
+    half = dataclasses.replace(config, batch_tokens=150)
+    streams = [train_dataset(pairs.stream(k, 2)[0], half, 5 + k, num_batches=6) for k in (0, 1)]
+
+    def rows(*batches):
+        return [list(row[row > 0]) for batch in batches for row in batch.numpy()]
+
+    joined = 0
+    for (source, target), (source_0, target_0), (source_1, target_1) in zip(dataset, *streams):
+        assert rows(source) == rows(source_0, source_1)
+        assert rows(target) == rows(target_0, target_1)
+        joined += 1
+    assert joined == 6

@@ -7,7 +7,12 @@ import tensorflow as tf
 
 from transformer_tf.cli import main
 from transformer_tf.config import config_from_dict
-from transformer_tf.data.pipeline import length_statistics, train_dataset, training_pairs
+from transformer_tf.data.pipeline import (
+    TextPairs,
+    length_statistics,
+    train_dataset,
+    training_pairs,
+)
 from transformer_tf.data.prepared import read_prepared, write_prepared
 from transformer_tf.errors import UserError
 
@@ -28,7 +33,8 @@ def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokeniz
     assert len(manifest["files"]) == 3 and manifest["pairs"] == len(german)
     assert not (tmp_path / "prepared.partial").exists()
 
-    dataset, statistics = read_prepared(tmp_path / "prepared", "f1")
+    prepared = read_prepared(tmp_path / "prepared", "f1")
+    dataset, statistics = prepared.stream(0, 1)
     assert _rows(dataset) == _rows(pairs)  # same pairs, same order, cut flags included
     assert statistics == length_statistics(pairs)
     assert statistics.cut > 0  # sources longer than 12 tokens were cut, and counted
@@ -40,6 +46,14 @@ def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokeniz
     for (src_a, tgt_a), (src_b, tgt_b) in zip(from_text, from_files, strict=True):
         np.testing.assert_array_equal(src_a, src_b)
         np.testing.assert_array_equal(tgt_a, tgt_b)
+
+    # Input streams (one per worker): stream k of 3 is the files k, the text's stream k.
+    text = TextPairs(same_text(german), tokenizer, tokenizer, source_cut=12)
+    for index in range(3):
+        (files, counted), (lines, expected) = prepared.stream(index, 3), text.stream(index, 3)
+        assert _rows(files) == _rows(lines) and counted == expected
+    with pytest.raises(UserError, match="prepare again with --shards a multiple of 2"):
+        prepared.stream(0, 2)
 
 
 def test_prepared_pairs_that_do_not_match_are_refused(corpus, tokenizers, tmp_path):

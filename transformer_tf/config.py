@@ -88,6 +88,10 @@ class DataConfig:
     # when they are there (default: <run_dir>/prepared)
     prepared_dir: Optional[str] = None
     pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
+    # training streams a global batch is made of (stream k: pairs i with i mod N == k,
+    # batched on its own with 1/N of the budget), each worker reading only its own; null:
+    # one per worker process. Fix it to train the same on any number of workers.
+    input_shards: Optional[int] = None
 
     def length_limits(self) -> tuple[int, int]:
         """(most source tokens, most target tokens) of a training pair."""
@@ -393,7 +397,7 @@ def _check(config, source):
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {value}.")
-    for key in ("max_source_length", "max_target_length"):
+    for key in ("max_source_length", "max_target_length", "input_shards"):
         value = getattr(config.data, key)
         if value is not None and value <= 0:
             raise ConfigError(f"{source}: 'data.{key}' must be positive or null, got {value}.")

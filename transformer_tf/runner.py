@@ -16,7 +16,7 @@ import tensorflow as tf
 from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
 from transformer_tf.data import prepared
-from transformer_tf.data.pipeline import training_pairs
+from transformer_tf.data.pipeline import TextPairs, training_pairs
 from transformer_tf.data.sources import Split, TrainingText, load_splits, read_parallel
 from transformer_tf.data.tokenizers import (
     build_or_load_tokenizers,
@@ -178,9 +178,12 @@ class Runner:
         self.run_dir.check_same_model(self.config)
         if chief:
             self.run_dir.write_config(self.config)
-        pairs, statistics = self.training_pairs()
         return Trainer(
-            self.config, strategy, pairs, self.split("validation"), self.tokenizers(), statistics
+            self.config,
+            strategy,
+            self.training_pairs(check=chief),
+            self.split("validation"),
+            self.tokenizers(),
         )
 
     def prepared_dir(self) -> Path:
@@ -191,10 +194,11 @@ class Runner:
         config = self.config
         return prepared.fingerprint(self.vocab_files(), config.model.pe_input, config.data)
 
-    def training_pairs(self):
-        """(dataset of (source ids, target ids, cut), `LengthStatistics` or None): the pairs
-        `prepare` wrote, when there are some, else the training text, tokenized as it is
-        read (its statistics are then counted by a first pass)."""
+    def training_pairs(self, check=True):
+        """The training pairs, readable as input streams: those `prepare` wrote, when there
+        are some (`PreparedPairs`), else the training text, tokenized as it is read
+        (`TextPairs`; with `check`, read once first so that a bad line stops the run now:
+        the chief checks, the other workers need not)."""
         found = prepared.read_prepared(self.prepared_dir(), self._fingerprint())
         if found:
             log.info("training on the prepared pairs in '%s'", self.prepared_dir())
@@ -204,12 +208,10 @@ class Runner:
                 f"data.prepared_dir '{self.config.data.prepared_dir}' holds no prepared pairs "
                 "(no manifest.json); run transformer-tf prepare --config ... first."
             )
-        return self._tokenized_train_split(), None
-
-    def _tokenized_train_split(self):
         text = self.training_text()
-        text.check()  # a malformed line stops here, not inside the training loop
-        return training_pairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
+        if check:
+            text.check()  # a malformed line stops here, not inside the training loop
+        return TextPairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
 
     def prepare(self, shards: int = 8) -> dict:
         """Tokenize the training split once into `shards` TFRecord files of ids, with a
@@ -223,7 +225,9 @@ class Runner:
             self.build_vocab()
             self._resolve_model_config()
             self.run_dir.check_same_model(self.config)
-            pairs = self._tokenized_train_split()
+            text = self.training_text()
+            text.check()
+            pairs = training_pairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
             directory = self.prepared_dir()
             log.info("writing the training pairs as ids into %d files in '%s'", shards, directory)
             return prepared.write_prepared(pairs, directory, shards, self._fingerprint())

@@ -2,6 +2,7 @@
 
 import bisect
 import collections
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -53,6 +54,30 @@ def training_pairs(texts, source_tokenizer, target_tokenizer, source_cut=None):
     return _tokenize(texts, source_tokenizer, target_tokenizer, source_cut)
 
 
+class TextPairs:
+    """The training pairs tokenized from text as it is read (`training_pairs`), readable as
+    input streams: stream k of n holds pair i for every i with i mod n == k, so a worker
+    tokenizes only its streams' pairs.
+
+    Args:
+        texts: a dataset of (source, target) strings (`TrainingText.dataset`).
+        source_tokenizer, target_tokenizer, source_cut: as `training_pairs`.
+    """
+
+    def __init__(self, texts, source_tokenizer, target_tokenizer, source_cut=None):
+        self.texts, self.tokenizers, self.source_cut = (
+            texts,
+            (source_tokenizer, target_tokenizer),
+            source_cut,
+        )
+
+    def stream(self, index, count):
+        """(dataset of stream `index` of `count`, its `LengthStatistics`, counted by a pass)."""
+        texts = self.texts if count == 1 else self.texts.shard(count, index)
+        pairs = training_pairs(texts, *self.tokenizers, self.source_cut)
+        return pairs, length_statistics(pairs)
+
+
 def _within(data_config):
     """Whether a pair keeps to `data_config.length_limits()`."""
     max_source, max_target = data_config.length_limits()
@@ -76,6 +101,14 @@ def length_statistics(pairs):
         rows, counts = np.unique(chunk[:, :2], axis=0, return_counts=True)
         lengths.update({(int(s), int(t)): int(n) for (s, t), n in zip(rows, counts)})
     return LengthStatistics(total, cut, dict(lengths))
+
+
+def merge_statistics(parts):
+    """One `LengthStatistics` of several disjoint sets of pairs."""
+    lengths = collections.Counter()
+    for part in parts:
+        lengths.update(part.lengths)
+    return LengthStatistics(sum(p.pairs for p in parts), sum(p.cut for p in parts), dict(lengths))
 
 
 def count_length_rules(statistics, data_config):
@@ -188,35 +221,69 @@ def train_dataset(
     return dataset.skip(offset).take(num_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def distributed_train_dataset(
-    strategy, pairs, data_config, seed, start_batch=0, num_batches=-1, statistics=None
-):
-    """`train_dataset`'s global batches split over the replicas of `strategy`.
+def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0, num_batches=-1):
+    """(`train_dataset` batches of `pairs` spread over the replicas of `strategy`, the
+    `LengthStatistics` of the pairs this process reads).
 
-    Every worker builds the same global batches and keeps its own rows of each: worker w
-    of W takes the w-th of W equal slices and gives each of its replicas an equal part.
-    Together the replicas see exactly the global batch that one device would, so the
-    number of workers and replicas does not change the training.
+    `pairs` (`TextPairs`, or `PreparedPairs` of `prepare`) are read as
+    `data_config.input_shards` streams (default: one per worker process), each batched on
+    its own with that share of the batch budget; a global batch is one batch of every
+    stream. Each worker reads only its own streams, joins their batches and gives each of
+    its replicas an equal part of the rows. The global batches so depend on the number of
+    streams alone: with the same `input_shards`, any number of workers (dividing it) and
+    replicas train on the same batches. With one stream they are `train_dataset`'s.
     """
+    counted = []
 
     def dataset_fn(context):
-        replicas = context.num_replicas_in_sync
-        local = replicas // context.num_input_pipelines
-        first = context.input_pipeline_id * local
+        workers = context.num_input_pipelines
+        count = data_config.input_shards or workers
+        if count % workers:
+            raise UserError(
+                f"data.input_shards is {count}, which {workers} workers cannot share evenly; "
+                "set it to a multiple of the number of workers (or leave it unset: one each)."
+            )
+        local = context.num_replicas_in_sync // workers
+        share = dataclasses.replace(
+            data_config,
+            batch_size=max(local, data_config.batch_size // count),
+            batch_tokens=data_config.batch_tokens and data_config.batch_tokens // count,
+        )
+        mine = range(
+            context.input_pipeline_id * count // workers,
+            (context.input_pipeline_id + 1) * count // workers,
+        )
+        streams = []
+        for index in mine:
+            stream, statistics = pairs.stream(index, count)
+            counted.append(statistics)
+            streams.append(
+                train_dataset(
+                    stream, share, seed + index, start_batch, num_batches, local, statistics
+                )
+            )
+        batches = streams[0] if len(streams) == 1 else tf.data.Dataset.zip(*streams).map(_join)
 
         def local_parts(source, target):
-            parts = [
-                tf.reshape(x, [replicas, -1, tf.shape(x)[1]])[first : first + local]
-                for x in (source, target)
-            ]
+            parts = [tf.reshape(x, [local, -1, tf.shape(x)[1]]) for x in (source, target)]
             return tf.data.Dataset.from_tensor_slices(tuple(parts))
 
-        batches = train_dataset(
-            pairs, data_config, seed, start_batch, num_batches, replicas, statistics
-        )
         return batches.flat_map(local_parts).prefetch(tf.data.AUTOTUNE)
 
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    dataset = strategy.distribute_datasets_from_function(dataset_fn)
+    return dataset, merge_statistics(counted)
+
+
+def _join(*batches):
+    """One batch of the rows of several (source, target) batches, padded to the longest."""
+
+    def stack(parts):
+        width = tf.reduce_max([tf.shape(part)[1] for part in parts])
+        padded = [tf.pad(part, [[0, 0], [0, width - tf.shape(part)[1]]]) for part in parts]
+        return tf.concat(padded, axis=0)
+
+    sources, targets = zip(*batches)
+    return stack(sources), stack(targets)
 
 
 def eval_dataset(

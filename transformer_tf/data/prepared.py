@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import LengthStatistics, length_statistics
+from transformer_tf.data.pipeline import LengthStatistics, length_statistics, merge_statistics
 from transformer_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ _BATCHING = (
     "batch_tokens",
     "shuffle_buffer",
     "pad_to_buckets",
+    "input_shards",
     "prepared_dir",
     "cache_dir",
     "validation",
@@ -87,10 +88,12 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
             last_log = time.monotonic()
     for writer in writers:
         writer.close()
-    # Counted from the files just written: the statistics describe what training reads.
-    statistics = length_statistics(_read(partial, files))
+    # Counted from the files just written: the statistics describe what training reads,
+    # file by file, so that a worker reading some of the files knows theirs.
+    per_file = [length_statistics(_read(partial, [name])) for name in files]
+    statistics = merge_statistics(per_file)
     manifest = {
-        "format": 1,
+        "format": 2,
         "fingerprint": fingerprint,
         "files": files,
         "pairs": statistics.pairs,
@@ -98,7 +101,10 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
         "source_tokens": sum(s * n for (s, _), n in statistics.lengths.items()),
         "target_tokens": sum(t * n for (_, t), n in statistics.lengths.items()),
         # (source tokens, target tokens, pairs): the length rules are counted from it
-        "lengths": sorted([s, t, n] for (s, t), n in statistics.lengths.items()),
+        "lengths": _histogram(statistics),
+        "file_statistics": [
+            {"pairs": part.pairs, "cut": part.cut, "lengths": _histogram(part)} for part in per_file
+        ],
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
@@ -106,9 +112,19 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
     return manifest
 
 
+def _histogram(statistics):
+    return sorted([s, t, n] for (s, t), n in statistics.lengths.items())
+
+
+def _statistics(entry):
+    """`LengthStatistics` of a manifest's (or one file's) counts."""
+    return LengthStatistics(
+        entry["pairs"], entry["cut"], {(s, t): n for s, t, n in entry["lengths"]}
+    )
+
+
 def read_prepared(directory, fingerprint):
-    """(dataset of (source ids, target ids, cut), `LengthStatistics`) of the pairs prepared
-    in `directory`, in the order they were written; None when there are none.
+    """The `PreparedPairs` in `directory`; None when there are none.
 
     Raises:
         UserError: they were prepared with other tokenizers or another `model.pe_input`,
@@ -131,9 +147,33 @@ def read_prepared(directory, fingerprint):
             f"'{directory / missing[0]}', named in {path}, is missing; prepare the data "
             "again (transformer-tf prepare --config ...)."
         )
-    lengths = {(s, t): n for s, t, n in manifest["lengths"]}
-    statistics = LengthStatistics(manifest["pairs"], manifest["cut"], lengths)
-    return _read(directory, manifest["files"]), statistics
+    return PreparedPairs(directory, manifest)
+
+
+class PreparedPairs:
+    """The prepared training pairs of a directory, readable as input streams: stream k of
+    n is the files whose number is k mod n, which hold exactly the pairs i with
+    i mod n == k (pair i is in file i mod N), in order. A worker so opens only its files.
+    """
+
+    def __init__(self, directory, manifest):
+        self.directory, self.manifest = Path(directory), manifest
+
+    def stream(self, index, count):
+        """(dataset of (source ids, target ids, cut) of stream `index` of `count`, its
+        `LengthStatistics` from the manifest)."""
+        files = self.manifest["files"]
+        if count == 1:
+            return _read(self.directory, files), _statistics(self.manifest)
+        if len(files) % count or "file_statistics" not in self.manifest:
+            raise UserError(
+                f"the {len(files)} files prepared in '{self.directory}' cannot be shared "
+                f"evenly by {count} input streams (data.input_shards, or one per worker); "
+                f"prepare again with --shards a multiple of {count}."
+            )
+        mine = range(index, len(files), count)
+        parts = [_statistics(self.manifest["file_statistics"][i]) for i in mine]
+        return _read(self.directory, [files[i] for i in mine]), merge_statistics(parts)
 
 
 def _read(directory, files):

@@ -23,7 +23,6 @@ from transformer_tf.data.pipeline import (
     count_length_rules,
     distributed_train_dataset,
     eval_dataset,
-    length_statistics,
 )
 from transformer_tf.errors import UserError
 from transformer_tf.evaluation.attention_image import attention_image
@@ -70,16 +69,14 @@ class Trainer:
         config: the resolved `Config` (vocabulary sizes filled in).
         strategy: the `tf.distribute.Strategy` to train under (made before any other
             TensorFlow work, as multi-worker training requires).
-        train_pairs: the training split as a dataset of (source ids, target ids, cut), from
-            `training_pairs` or prepared files (`transformer_tf.data.prepared`).
+        train_pairs: the training pairs, readable as input streams: `TextPairs`
+            (`transformer_tf.data.pipeline`) or `PreparedPairs` (`...data.prepared`).
         validation: the validation `Split` (`transformer_tf.data.sources`).
         tokenizers: (source, target) tokenizers of the run, made after TensorFlow was seeded
             (`tf.keras.utils.set_random_seed(config.train.seed)`), as the `Runner` does.
-        statistics: the `LengthStatistics` of `train_pairs` if known; else they are counted
-            by a pass over `train_pairs` when training starts.
     """
 
-    def __init__(self, config, strategy, train_pairs, validation, tokenizers, statistics=None):
+    def __init__(self, config, strategy, train_pairs, validation, tokenizers):
         train = config.train
         self.config = config
         self.run_dir = RunDir(config.run_dir)
@@ -88,7 +85,7 @@ class Trainer:
         # The chief writes into the run directory; other workers into a folder of their own
         # that is removed at the end (the pattern TensorFlow documents).
         self.scratch = None if self.chief else Path(tempfile.mkdtemp(prefix="transformer_tf_"))
-        self.train_pairs, self.validation, self.statistics = train_pairs, validation, statistics
+        self.train_pairs, self.validation = train_pairs, validation
         self.source_tokenizer, self.target_tokenizer = tokenizers
         with self.strategy.scope():
             self.model = build_model(config.model, train.precision)
@@ -177,20 +174,19 @@ class Trainer:
             train.precision,
         )
         micro = train.accumulation_steps
-        # Counted once (in memory, the pass that fills the cache training reads): the
-        # length rules logged, and the batches per epoch a resumed run starts from.
-        statistics = self.statistics or length_statistics(self.train_pairs)
-        if step == 0:
-            self._log_length_rules(statistics)
-        dataset = distributed_train_dataset(
+        # This process's streams of the training pairs, with their lengths counted (or read
+        # from the prepared manifest): the length rules logged, and the batches per epoch
+        # a resumed run starts from.
+        dataset, statistics = distributed_train_dataset(
             self.strategy,
             self.train_pairs,
             self.config.data,
             seed=train.seed,
             start_batch=step * micro,
             num_batches=(total - step) * micro,
-            statistics=statistics,
         )
+        if step == 0:
+            self._log_length_rules(statistics)
         self.train_step = TrainStep(
             self.model, self.optimizer, train, self.strategy, dataset.element_spec
         )
