@@ -63,3 +63,22 @@ def matmul_weights(model_config):
     encoder = layers * (4 * d * d + 2 * d * dff)
     decoder = layers * (8 * d * d + 2 * d * dff)
     return encoder + decoder + d * model_config.target_vocab_size
+
+
+def step_rate(config, batches, warm_up=3):
+    """Sentences per second the training step of `config` (model resolved) consumes, timed
+    over `batches` (a list of (source, target) batches) after `warm_up` of them."""
+    import time
+
+    from transformer_tf.model import build_model
+    from transformer_tf.training.optimizers import make_optimizer
+    from transformer_tf.training.step import TrainStep
+
+    model = build_model(config.model, config.train.precision)
+    step = TrainStep(model, make_optimizer(config.train, config.model.d_model), config.train)
+    for source, target in batches[:warm_up]:
+        step.update(source, target)
+    started = time.perf_counter()
+    for source, target in batches[warm_up:]:
+        step.update(source, target)["loss_sum"].numpy()
+    return sum(int(t.shape[0]) for _, t in batches[warm_up:]) / (time.perf_counter() - started)

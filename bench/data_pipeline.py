@@ -33,9 +33,8 @@ from transformer_tf.data.pipeline import (  # noqa: E402
 )
 from transformer_tf.data.sources import TrainingText  # noqa: E402
 from transformer_tf.data.tokenizers import build_or_load_tokenizers  # noqa: E402
-from transformer_tf.model import build_model  # noqa: E402
-from transformer_tf.training.optimizers import make_optimizer  # noqa: E402
-from transformer_tf.training.step import TrainStep  # noqa: E402
+
+from common import step_rate  # noqa: E402
 
 
 def epoch_rate(batches, epoch_sentences):
@@ -74,15 +73,7 @@ def main(argv=None):
     config.model = resolve_model_config(
         config.model, tokenizers[0].vocab_size, tokenizers[1].vocab_size
     )
-    model = build_model(config.model, config.train.precision)
-    step = TrainStep(model, make_optimizer(config.train, config.model.d_model), config.train)
-    held = [next(batches) for _ in range(args.train_batches + 3)]
-    for source, target in held[:3]:
-        step.update(source, target)
-    started = time.perf_counter()
-    for source, target in held[3:]:
-        step.update(source, target)["loss_sum"].numpy()
-    consumed = sum(int(t.shape[0]) for _, t in held[3:]) / (time.perf_counter() - started)
+    consumed = step_rate(config, [next(batches) for _ in range(args.train_batches + 3)])
 
     print(
         f"Multi30K train, {args.config} (batch_tokens {config.data.batch_tokens}, "
