@@ -175,7 +175,8 @@ def measure_in_process(config_path):
     model_config = resolve_model_config(runner.config.model, *(t.vocab_size for t in tokenizers))
     config = dataclasses.replace(runner.config, model=model_config)
     data = config.data
-    prepared, statistics = runner.training_pairs().stream(0, 1)
+    prepared_pairs = runner.training_pairs()
+    prepared, statistics = prepared_pairs.stream(0, 1), prepared_pairs.statistics(0, 1)
     # The same pairs from the text (their statistics are the prepared ones: no extra pass).
     text_pairs = training_pairs(
         runner.training_text().dataset(), *tokenizers, model_config.pe_input
@@ -189,7 +190,15 @@ def measure_in_process(config_path):
     for _ in range(3):  # in turn, the fastest of three each: the first calls warm caches
         for start in RESUME_AT:
             started = time.perf_counter()
-            next(iter(train_dataset(prepared, data, 1, start_batch=start, statistics=statistics)))
+            resumed = train_dataset(
+                prepared,
+                data,
+                1,
+                start_batch=start,
+                statistics=statistics,
+                pairs_after=lambda skip: prepared_pairs.stream(0, 1, skip),
+            )
+            next(iter(resumed))
             resume[start].append(time.perf_counter() - started)
     return (*rates, consumed, *(min(times) for times in resume.values()))
 

@@ -1,6 +1,8 @@
 """`transformer-tf prepare`: training pairs tokenized once into TFRecord shards, read back
 in the order of the text split, refused when they do not match the run."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,7 +36,7 @@ def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokeniz
     assert not (tmp_path / "prepared.partial").exists()
 
     prepared = read_prepared(tmp_path / "prepared", "f1")
-    dataset, statistics = prepared.stream(0, 1)
+    dataset, statistics = prepared.stream(0, 1), prepared.statistics(0, 1)
     assert _rows(dataset) == _rows(pairs)  # same pairs, same order, cut flags included
     assert statistics == length_statistics(pairs)
     assert statistics.cut > 0  # sources longer than 12 tokens were cut, and counted
@@ -50,8 +52,11 @@ def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokeniz
     # Input streams (one per worker): stream k of 3 is the files k, the text's stream k.
     text = TextPairs(same_text(german), tokenizer, tokenizer, source_cut=12)
     for index in range(3):
-        (files, counted), (lines, expected) = prepared.stream(index, 3), text.stream(index, 3)
-        assert _rows(files) == _rows(lines) and counted == expected
+        assert _rows(prepared.stream(index, 3)) == _rows(text.stream(index, 3))
+        assert prepared.statistics(index, 3) == text.statistics(index, 3)
+        # Resuming skips records unparsed, starting the turn at the right file.
+        for skip in (1, 2, 4, 40):
+            assert _rows(prepared.stream(index, 3, skip)) == _rows(text.stream(index, 3))[skip:]
     with pytest.raises(UserError, match="prepare again with --shards a multiple of 2"):
         prepared.stream(0, 2)
 
@@ -64,6 +69,11 @@ def test_prepared_pairs_that_do_not_match_are_refused(corpus, tokenizers, tmp_pa
     manifest = write_prepared(pairs, tmp_path / "prepared", shards=2, fingerprint="f1")
     with pytest.raises(UserError, match="prepared from other data, tokenizers"):
         read_prepared(tmp_path / "prepared", "f2")
+    manifest_file = tmp_path / "prepared" / "manifest.json"
+    manifest_file.write_text(json.dumps({**manifest, "format": 2}))
+    with pytest.raises(UserError, match="prepared by an older version of the package"):
+        read_prepared(tmp_path / "prepared", "f1")
+    manifest_file.write_text(json.dumps(manifest))
     (tmp_path / "prepared" / manifest["files"][1]).unlink()
     with pytest.raises(UserError, match="is missing"):
         read_prepared(tmp_path / "prepared", "f1")

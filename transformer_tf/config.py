@@ -83,7 +83,7 @@ class DataConfig:
     batch_size: int = 64  # sentences per training batch (global, across replicas)
     # tokens per training batch, padding included (global); set, it replaces batch_size
     batch_tokens: Optional[int] = None
-    shuffle_buffer: int = 20000  # training pairs shuffled together
+    shuffle_buffer: int = 20000  # training pairs shuffled and batched together, as one block
     # training pairs as token ids, written by `transformer-tf prepare`; training reads them
     # when they are there (default: <run_dir>/prepared)
     prepared_dir: Optional[str] = None

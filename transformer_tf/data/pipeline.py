@@ -1,8 +1,8 @@
 """tf.data pipelines: tokenization in the graph, length filtering, shuffling, batching."""
 
-import bisect
 import collections
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -65,17 +65,19 @@ class TextPairs:
     """
 
     def __init__(self, texts, source_tokenizer, target_tokenizer, source_cut=None):
-        self.texts, self.tokenizers, self.source_cut = (
-            texts,
-            (source_tokenizer, target_tokenizer),
-            source_cut,
-        )
+        self.texts = texts
+        self.tokenizers = (source_tokenizer, target_tokenizer)
+        self.source_cut = source_cut
 
-    def stream(self, index, count):
-        """(dataset of stream `index` of `count`, its `LengthStatistics`, counted by a pass)."""
+    def stream(self, index, count, skip=0):
+        """The pairs of stream `index` of `count`, after its first `skip` (read, not
+        tokenized: resuming skips them at the cost of reading lines)."""
         texts = self.texts if count == 1 else self.texts.shard(count, index)
-        pairs = training_pairs(texts, *self.tokenizers, self.source_cut)
-        return pairs, length_statistics(pairs)
+        return training_pairs(texts.skip(skip), *self.tokenizers, self.source_cut)
+
+    def statistics(self, index, count):
+        """The `LengthStatistics` of stream `index` of `count`, counted by a pass."""
+        return length_statistics(self.stream(index, count))
 
 
 def _within(data_config):
@@ -85,26 +87,41 @@ def _within(data_config):
 
 
 class LengthStatistics(NamedTuple):
-    """What the length rules need to know of a training split, counted once."""
+    """What the length rules and the batching need to know of a training split, counted
+    once."""
 
     pairs: int
     cut: int  # sources longer than the model reads, cut there
     lengths: dict  # (source tokens, target tokens) -> pairs
+    # int32 (source tokens, target tokens) of each pair in order, as bytes: which batches
+    # each block of pairs makes, so a resumed run finds its block without reading the ones
+    # before it (None for merged statistics, which only count)
+    per_pair: bytes | None = None
+
+    def pair_lengths(self):
+        """[pairs, 2] int32 array of (source tokens, target tokens), in order."""
+        return np.frombuffer(self.per_pair, dtype=np.int32).reshape(-1, 2)
+
+
+def statistics_of(per_pair, cut):
+    """`LengthStatistics` of a [pairs, 2] array of (source, target) lengths and the number
+    of sources cut."""
+    per_pair = np.ascontiguousarray(per_pair, dtype=np.int32)
+    rows, counts = np.unique(per_pair, axis=0, return_counts=True) if len(per_pair) else ([], [])
+    lengths = {(int(s), int(t)): int(n) for (s, t), n in zip(rows, counts)}
+    return LengthStatistics(len(per_pair), int(cut), lengths, per_pair.tobytes())
 
 
 def length_statistics(pairs):
     """`LengthStatistics` of `training_pairs` (or prepared pairs): one pass over them."""
     sizes = pairs.map(lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)]))
-    total, cut, lengths = 0, 0, collections.Counter()
-    for chunk in sizes.batch(_STATISTICS_CHUNK).as_numpy_iterator():
-        total, cut = total + len(chunk), cut + int(chunk[:, 2].sum())
-        rows, counts = np.unique(chunk[:, :2], axis=0, return_counts=True)
-        lengths.update({(int(s), int(t)): int(n) for (s, t), n in zip(rows, counts)})
-    return LengthStatistics(total, cut, dict(lengths))
+    chunks = list(sizes.batch(_STATISTICS_CHUNK).as_numpy_iterator())
+    rows = np.concatenate(chunks) if chunks else np.zeros([0, 3], np.int32)
+    return statistics_of(rows[:, :2], rows[:, 2].sum())
 
 
 def merge_statistics(parts):
-    """One `LengthStatistics` of several disjoint sets of pairs."""
+    """One `LengthStatistics` of several disjoint sets of pairs (counts only)."""
     lengths = collections.Counter()
     for part in parts:
         lengths.update(part.lengths)
@@ -137,95 +154,125 @@ def bucket_batch_sizes(boundaries, data_config, replicas=1):
     return [max(replicas, size // replicas * replicas) for size in sizes]
 
 
-def batches_per_epoch(statistics, data_config, replicas=1):
-    """Batches `train_dataset` makes of one pass over a split of these `LengthStatistics`:
-    the pairs within the length limits, counted per length bucket, over the bucket's batch
-    size; each bucket's last, partly filled batch counts if it holds `replicas` pairs."""
+def block_batches(statistics, data_config, replicas=1):
+    """Batches `train_dataset` makes of each block of `data_config.shuffle_buffer`
+    consecutive pairs (an int array, one entry a block): per block, the pairs within the
+    length limits counted per length bucket, over the bucket's batch size; a bucket's last,
+    partly filled batch counts if it holds `replicas` pairs."""
     max_source, max_target = data_config.length_limits()
     boundaries = length_buckets(max(max_source, max_target))
-    sizes = bucket_batch_sizes(boundaries, data_config, replicas)
-    pairs = [0] * len(sizes)
-    for (source, target), count in statistics.lengths.items():
-        if source <= max_source and target <= max_target:
-            pairs[bisect.bisect_right(boundaries, max(source, target))] += count
-    return sum(count // size + (count % size >= replicas) for count, size in zip(pairs, sizes))
+    sizes = np.array(bucket_batch_sizes(boundaries, data_config, replicas))
+    lengths = statistics.pair_lengths()
+    kept = (lengths[:, 0] <= max_source) & (lengths[:, 1] <= max_target)
+    bucket = np.searchsorted(boundaries, lengths.max(axis=1, initial=0), side="right")
+    block = np.arange(len(lengths)) // data_config.shuffle_buffer
+    blocks = int(block[-1]) + 1 if len(block) else 0
+    counts = np.bincount(
+        (block * len(sizes) + bucket)[kept], minlength=blocks * len(sizes)
+    ).reshape(blocks, len(sizes))
+    return (counts // sizes + (counts % sizes >= replicas)).sum(axis=1)
 
 
-def _shuffled(pairs, block, seed):
-    """`pairs` in blocks of `block`, each block in an order drawn from (`seed`, its number)
-    by stateless ops: any epoch's order is made without the ones before it, whatever the
-    global seed."""
-
-    def permute(number, batch):
-        source, target = batch
-        keys = tf.random.stateless_uniform([source.nrows()], tf.stack([seed, number]))
-        order = tf.argsort(keys)
-        rows = tf.data.Dataset.from_tensor_slices(
-            (tf.gather(source, order), tf.gather(target, order))
-        )
-        return rows.map(lambda s, t: (s, t))  # ragged rows -> dense vectors
-
-    return pairs.ragged_batch(block).enumerate().flat_map(permute)
+def batches_per_epoch(statistics, data_config, replicas=1):
+    """Batches `train_dataset` makes of one pass over a split of these `LengthStatistics`."""
+    return int(block_batches(statistics, data_config, replicas).sum())
 
 
 def train_dataset(
-    pairs, data_config, seed, start_batch=0, num_batches=-1, replicas=1, statistics=None
+    pairs,
+    data_config,
+    seed,
+    start_batch=0,
+    num_batches=-1,
+    replicas=1,
+    statistics=None,
+    pairs_after=None,
 ):
     """Deterministic stream of padded training batches `start_batch` to
     `start_batch + num_batches` (-1: endless) of `training_pairs`.
 
-    Pairs with more tokens than `data_config.length_limits()` are dropped; the rest are
-    batched with pairs of similar length, `batch_size` sentences or `batch_tokens` tokens
-    (padding counted) at a time, a multiple of `replicas`. Each epoch is shuffled in blocks
-    of `shuffle_buffer` pairs, in an order drawn from (`seed`, epoch), and makes
-    `batches_per_epoch` batches, so
-    `start_batch` resumes exactly where a run stopped by starting at its epoch: resuming
-    replays at most one epoch, whatever the step. `statistics` (`LengthStatistics` of
-    `pairs`) are counted with a pass over `pairs` if not given.
+    Each epoch reads the pairs in blocks of `shuffle_buffer` and makes each block's
+    batches on its own: the block's pairs in an order drawn from (`seed`, epoch, block),
+    those with more tokens than `data_config.length_limits()` dropped, the rest batched with
+    pairs of similar length, `batch_size` sentences or `batch_tokens` tokens (padding
+    counted) at a time, a multiple of `replicas`. So the batches of every block are known
+    from the pairs' lengths (`statistics`, the `LengthStatistics` of `pairs`, counted with a
+    pass over them if not given), and `start_batch` resumes exactly where a run stopped by
+    starting at its block: `pairs_after(n)` gives the pairs after the first n without
+    tokenizing those (default: `pairs.skip(n)`), and at most one block's batches are made
+    again, whatever the step and the corpus size.
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
-    boundaries = length_buckets(max(data_config.length_limits()))
-    kept = pairs.filter(_within(data_config)).map(lambda src, tgt, cut: (src, tgt))
-
-    def epoch(index):
-        shuffled = _shuffled(kept, data_config.shuffle_buffer, seed * _EPOCH_SEEDS + index)
-        # Batch sentences of similar length together: padding is wasted compute.
-        batches = shuffled.bucket_by_sequence_length(
-            lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
-            padding_values=(PAD_ID, PAD_ID),
-            # Fixed shapes (boundary - 1) let XLA compile once per bucket.
-            pad_to_bucket_boundary=data_config.pad_to_buckets,
-        )
-        if replicas == 1:
-            return batches
-
-        # A bucket's last batch of the epoch is cut to a multiple of the replicas.
-        def even(source, target):
-            rows = tf.shape(source)[0] // replicas * replicas
-            return source[:rows], target[:rows]
-
-        return batches.map(even).filter(lambda s, t: tf.shape(s)[0] > 0)
-
-    per_epoch = batches_per_epoch(statistics or length_statistics(pairs), data_config, replicas)
+    statistics = statistics or length_statistics(pairs)
+    blocks = block_batches(statistics, data_config, replicas)
+    per_epoch = int(blocks.sum())
     if per_epoch == 0:
         raise UserError(
             "no training pair is within the length limits (data.max_length, "
             "max_source_length, max_target_length); raise them or check the training data."
         )
     first_epoch, offset = divmod(start_batch, per_epoch)
-    dataset = tf.data.Dataset.range(first_epoch, _ENDLESS).flat_map(epoch)
+    first_block = int(np.searchsorted(np.cumsum(blocks), offset, side="right"))
+    offset -= int(blocks[:first_block].sum())
+    block_size = data_config.shuffle_buffer
+    boundaries = length_buckets(max(data_config.length_limits()))
+    within = _within(data_config)
+
+    def block_batches_of(epoch_seed):
+        def batches(number, block):
+            source, target, cut = block
+            keys = tf.random.stateless_uniform([source.nrows()], tf.stack([epoch_seed, number]))
+            order = tf.argsort(keys)
+            rows = tf.data.Dataset.from_tensor_slices(
+                (tf.gather(source, order), tf.gather(target, order), tf.gather(cut, order))
+            )
+            # Batch sentences of similar length together: padding is wasted compute.
+            made = (
+                rows.filter(within)
+                .map(lambda s, t, cut: (s, t))  # ragged rows -> dense vectors
+                .bucket_by_sequence_length(
+                    lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
+                    bucket_boundaries=boundaries,
+                    bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
+                    padding_values=(PAD_ID, PAD_ID),
+                    # Fixed shapes (boundary - 1) let XLA compile once per bucket.
+                    pad_to_bucket_boundary=data_config.pad_to_buckets,
+                )
+            )
+            if replicas == 1:
+                return made
+
+            # A bucket's last batch of the block is cut to a multiple of the replicas.
+            def even(source, target):
+                rows = tf.shape(source)[0] // replicas * replicas
+                return source[:rows], target[:rows]
+
+            return made.map(even).filter(lambda s, t: tf.shape(s)[0] > 0)
+
+        return batches
+
+    def epoch(index, source, first=0):
+        epoch_seed = tf.cast(seed, tf.int64) * _EPOCH_SEEDS + tf.cast(index, tf.int64)
+        numbered = source.ragged_batch(block_size).enumerate(start=first)
+        return numbered.flat_map(block_batches_of(epoch_seed))
+
+    after = pairs_after or pairs.skip
+    resumed = epoch(first_epoch, after(first_block * block_size), first_block)
+    later = tf.data.Dataset.range(first_epoch + 1, _ENDLESS).flat_map(
+        lambda index: epoch(index, pairs)
+    )
     # A bounded stream ends by itself: tearing down a live endless pipeline mid-epoch
     # was measured to take 45 s here.
-    return dataset.skip(offset).take(num_batches).prefetch(tf.data.AUTOTUNE)
+    dataset = resumed.concatenate(later).skip(offset).take(num_batches)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0, num_batches=-1):
     """(`train_dataset` batches of `pairs` spread over the replicas of `strategy`, the
     `LengthStatistics` of the pairs this process reads).
 
-    `pairs` (`TextPairs`, or `PreparedPairs` of `prepare`) are read as
+    `pairs` (`TextPairs`, or `PreparedPairs` of `prepare`: `stream(index, count, skip)` and
+    `statistics(index, count)`) are read as
     `data_config.input_shards` streams (default: one per worker process), each batched on
     its own with that share of the batch budget; a global batch is one batch of every
     stream. Each worker reads only its own streams, joins their batches and gives each of
@@ -255,11 +302,18 @@ def distributed_train_dataset(strategy, pairs, data_config, seed, start_batch=0,
         )
         streams = []
         for index in mine:
-            stream, statistics = pairs.stream(index, count)
+            statistics = pairs.statistics(index, count)
             counted.append(statistics)
             streams.append(
                 train_dataset(
-                    stream, share, seed + index, start_batch, num_batches, local, statistics
+                    pairs.stream(index, count),
+                    share,
+                    seed + index,
+                    start_batch,
+                    num_batches,
+                    local,
+                    statistics,
+                    pairs_after=functools.partial(pairs.stream, index, count),
                 )
             )
         batches = streams[0] if len(streams) == 1 else tf.data.Dataset.zip(*streams).map(_join)

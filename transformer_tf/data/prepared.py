@@ -2,6 +2,7 @@
 sharded TFRecord files of token ids and a manifest, which training reads instead of the text.
 
     <dir>/train-00000-of-00008.tfrecord ...  tf.train.Example: source, target ids; cut
+    <dir>/lengths.npy                       each pair's source and target tokens, cut
     <dir>/manifest.json                     files, counts, length histogram, fingerprint
 
 Pair i goes to shard i mod N, and training reads the shards round-robin, so the pairs come
@@ -17,14 +18,16 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import LengthStatistics, length_statistics, merge_statistics
+from transformer_tf.data.pipeline import statistics_of
 from transformer_tf.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+LENGTHS = "lengths.npy"  # [pairs, 3] int32: source tokens, target tokens, cut, in order
 _FEATURES = {
     "source": tf.io.RaggedFeature(tf.int64),
     "target": tf.io.RaggedFeature(tf.int64),
@@ -88,39 +91,32 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
             last_log = time.monotonic()
     for writer in writers:
         writer.close()
-    # Counted from the files just written: the statistics describe what training reads,
-    # file by file, so that a worker reading some of the files knows theirs.
-    per_file = [length_statistics(_read(partial, [name])) for name in files]
-    statistics = merge_statistics(per_file)
+    # Counted from the files just written: the statistics describe what training reads.
+    # Each pair's lengths are kept, in order (12 bytes a pair), so that a worker reading
+    # some of the files, and a resumed run finding its block, need no pass over the data.
+    sizes = _read(partial, files).map(
+        lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)])
+    )
+    chunks = list(sizes.batch(_PARSE_CHUNK * 64).as_numpy_iterator())
+    rows = np.concatenate(chunks) if chunks else np.zeros([0, 3], np.int32)
+    np.save(partial / LENGTHS, rows.astype(np.int32))
+    statistics = statistics_of(rows[:, :2], rows[:, 2].sum())
     manifest = {
-        "format": 2,
+        "format": 3,
         "fingerprint": fingerprint,
         "files": files,
+        "pair_lengths": LENGTHS,
         "pairs": statistics.pairs,
         "cut": statistics.cut,
         "source_tokens": sum(s * n for (s, _), n in statistics.lengths.items()),
         "target_tokens": sum(t * n for (_, t), n in statistics.lengths.items()),
-        # (source tokens, target tokens, pairs): the length rules are counted from it
-        "lengths": _histogram(statistics),
-        "file_statistics": [
-            {"pairs": part.pairs, "cut": part.cut, "lengths": _histogram(part)} for part in per_file
-        ],
+        # (source tokens, target tokens, pairs)
+        "lengths": sorted([s, t, n] for (s, t), n in statistics.lengths.items()),
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
     return manifest
-
-
-def _histogram(statistics):
-    return sorted([s, t, n] for (s, t), n in statistics.lengths.items())
-
-
-def _statistics(entry):
-    """`LengthStatistics` of a manifest's (or one file's) counts."""
-    return LengthStatistics(
-        entry["pairs"], entry["cut"], {(s, t): n for s, t, n in entry["lengths"]}
-    )
 
 
 def read_prepared(directory, fingerprint):
@@ -141,7 +137,13 @@ def read_prepared(directory, fingerprint):
             "model.pe_input than this run's; prepare them again (transformer-tf prepare "
             "--config ...) or delete that folder to train from the text."
         )
-    missing = [name for name in manifest["files"] if not (directory / name).is_file()]
+    if manifest.get("format") != 3:
+        raise UserError(
+            f"'{directory}' holds training pairs prepared by an older version of the package; "
+            "prepare them again (transformer-tf prepare --config ...)."
+        )
+    names = [*manifest["files"], manifest["pair_lengths"]]
+    missing = [name for name in names if not (directory / name).is_file()]
     if missing:
         raise UserError(
             f"'{directory / missing[0]}', named in {path}, is missing; prepare the data "
@@ -158,27 +160,34 @@ class PreparedPairs:
 
     def __init__(self, directory, manifest):
         self.directory, self.manifest = Path(directory), manifest
+        self.files = manifest["files"]
 
-    def stream(self, index, count):
-        """(dataset of (source ids, target ids, cut) of stream `index` of `count`, its
-        `LengthStatistics` from the manifest)."""
-        files = self.manifest["files"]
-        if count == 1:
-            return _read(self.directory, files), _statistics(self.manifest)
-        if len(files) % count or "file_statistics" not in self.manifest:
+    def _files(self, index, count):
+        if len(self.files) % count:
             raise UserError(
-                f"the {len(files)} files prepared in '{self.directory}' cannot be shared "
+                f"the {len(self.files)} files prepared in '{self.directory}' cannot be shared "
                 f"evenly by {count} input streams (data.input_shards, or one per worker); "
                 f"prepare again with --shards a multiple of {count}."
             )
-        mine = range(index, len(files), count)
-        parts = [_statistics(self.manifest["file_statistics"][i]) for i in mine]
-        return _read(self.directory, [files[i] for i in mine]), merge_statistics(parts)
+        return self.files[index::count]
+
+    def stream(self, index, count, skip=0):
+        """The (source ids, target ids, cut) of stream `index` of `count`, after its first
+        `skip` (records skipped unread: resuming costs no parsing)."""
+        return _read(self.directory, self._files(index, count), skip)
+
+    def statistics(self, index, count):
+        """The `LengthStatistics` of stream `index` of `count`, from the lengths file."""
+        self._files(index, count)
+        rows = np.load(self.directory / self.manifest["pair_lengths"], mmap_mode="r")
+        rows = rows[index::count]
+        return statistics_of(rows[:, :2], int(rows[:, 2].sum()))
 
 
-def _read(directory, files):
+def _read(directory, files, skip=0):
     """The records of `files`, one from each in turn (the order `write_prepared` dealt
-    them in), parsed into (source ids, target ids, cut) int32/bool vectors."""
+    them in), after the first `skip`, parsed into (source ids, target ids, cut)
+    int32/bool vectors."""
 
     def parse(serialized):
         example = tf.io.parse_example(serialized, _FEATURES)
@@ -188,10 +197,15 @@ def _read(directory, files):
             tf.cast(example["cut"], tf.bool),
         )
 
-    paths = [str(Path(directory) / name) for name in files]
+    # After `skip` records dealt in turn, file i has given skip // n (+1 for the first
+    # skip % n files), and the next record is in file skip % n: start the turn there.
+    rounds, first = divmod(skip, len(files))
+    order = list(range(first, len(files))) + list(range(first))
+    paths = [str(Path(directory) / files[i]) for i in order]
+    skips = [rounds + (i < first) for i in order]
     return (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .interleave(tf.data.TFRecordDataset, cycle_length=len(paths))
+        tf.data.Dataset.from_tensor_slices((paths, tf.constant(skips, tf.int64)))
+        .interleave(lambda path, n: tf.data.TFRecordDataset(path).skip(n), cycle_length=len(paths))
         .batch(_PARSE_CHUNK)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
