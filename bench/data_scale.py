@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,21 +108,38 @@ def write_corpus(directory, size, seed=1):
 
 def timed(arguments, marker=None):
     """Run `transformer-tf ARGUMENTS` in a new process: (seconds, seconds until a stderr
-    line holding `marker` appeared, peak RSS in MB)."""
+    line holding `marker` appeared, peak RSS in MB). The peak is the process's own
+    (VmHWM, read while it runs): the kernel's rusage of a child also counts the parent's
+    memory it was forked from."""
     command = [sys.executable, "-m", "transformer_tf.cli", *arguments]
-    started, seen, lines = time.perf_counter(), None, []
+    started, seen, lines, peak = time.perf_counter(), None, [], [0.0]
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
+
+    def watch():
+        status = Path(f"/proc/{process.pid}/status")
+        while process.poll() is None:
+            try:
+                text = status.read_text()
+            except OSError:
+                break
+            for line in text.splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     for line in process.stderr:
         lines.append(line)
         if seen is None and marker and marker in line:
             seen = time.perf_counter() - started
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    process.wait()
+    watcher.join()
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{''.join(lines[-20:])}")
-    return time.perf_counter() - started, seen, usage.ru_maxrss / 1024
+    return time.perf_counter() - started, seen, peak[0]
 
 
 def pipeline_rate(batches):

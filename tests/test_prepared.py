@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from transformer_tf.cli import main
 from transformer_tf.config import config_from_dict
+from transformer_tf.data import prepared as prepared_module
 from transformer_tf.data.pipeline import (
     TextPairs,
     length_statistics,
@@ -27,12 +28,16 @@ def _rows(dataset):
     return [tuple(np.asarray(x).tolist() for x in row) for row in dataset.as_numpy_iterator()]
 
 
-def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokenizers, tmp_path):
+def test_prepared_pairs_come_back_in_order_with_their_statistics(
+    corpus, tokenizers, tmp_path, monkeypatch
+):
     english, german = corpus["train"]
     tokenizer = tokenizers["sentencepiece"]
     pairs = training_pairs(same_text(german), tokenizer, tokenizer, source_cut=12)
+    monkeypatch.setattr(prepared_module, "FILE_RECORDS", 7)  # shards of many files
     manifest = write_prepared(pairs, tmp_path / "prepared", shards=3, fingerprint="f1")
-    assert len(manifest["files"]) == 3 and manifest["pairs"] == len(german)
+    assert [len(files) for files in manifest["shards"]] == [15, 15, 15]  # 100 pairs each
+    assert manifest["pairs"] == len(german)
     assert not (tmp_path / "prepared.partial").exists()
 
     prepared = read_prepared(tmp_path / "prepared", "f1")
@@ -55,7 +60,7 @@ def test_prepared_pairs_come_back_in_order_with_their_statistics(corpus, tokeniz
         assert _rows(prepared.stream(index, 3)) == _rows(text.stream(index, 3))
         assert prepared.statistics(index, 3) == text.statistics(index, 3)
         # Resuming skips records unparsed, starting the turn at the right file.
-        for skip in (1, 2, 4, 40):
+        for skip in (1, 2, 4, 7, 40, 99):
             assert _rows(prepared.stream(index, 3, skip)) == _rows(text.stream(index, 3))[skip:]
     with pytest.raises(UserError, match="prepare again with --shards a multiple of 2"):
         prepared.stream(0, 2)

@@ -27,6 +27,7 @@ from transformer_tf.errors import UserError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+FILE_RECORDS = 16384  # pairs in each file of a shard
 LENGTHS = "lengths.npy"  # [pairs, 3] int32: source tokens, target tokens, cut, in order
 _FEATURES = {
     "source": tf.io.RaggedFeature(tf.int64),
@@ -79,22 +80,33 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    files = [f"train-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
-    writers = [tf.io.TFRecordWriter(str(partial / name)) for name in files]
+    # Shard k holds pairs k, k + shards, ...; it is written in files of FILE_RECORDS pairs
+    # each, so that resuming opens the file of its position instead of reading up to it.
+    names = [[] for _ in range(shards)]
+    writers = [None] * shards
     written, last_log = 0, time.monotonic()
     for written, (source, target, cut) in enumerate(pairs.as_numpy_iterator(), start=1):
+        shard, position = (written - 1) % shards, (written - 1) // shards
+        if position % FILE_RECORDS == 0:
+            if writers[shard] is not None:
+                writers[shard].close()
+            names[shard].append(
+                f"train-{shard:05d}-of-{shards:05d}.{len(names[shard]):05d}.tfrecord"
+            )
+            writers[shard] = tf.io.TFRecordWriter(str(partial / names[shard][-1]))
         features = {"source": _ints(source), "target": _ints(target), "cut": _ints([int(cut)])}
         example = tf.train.Example(features=tf.train.Features(feature=features))
-        writers[(written - 1) % shards].write(example.SerializeToString())
+        writers[shard].write(example.SerializeToString())
         if time.monotonic() - last_log > log_every_seconds:
             log.info("prepared %s pairs", f"{written:,}")
             last_log = time.monotonic()
     for writer in writers:
-        writer.close()
+        if writer is not None:
+            writer.close()
     # Counted from the files just written: the statistics describe what training reads.
     # Each pair's lengths are kept, in order (12 bytes a pair), so that a worker reading
     # some of the files, and a resumed run finding its block, need no pass over the data.
-    sizes = _read(partial, files).map(
+    sizes = _read(partial, names).map(
         lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)])
     )
     chunks = list(sizes.batch(_PARSE_CHUNK * 64).as_numpy_iterator())
@@ -102,9 +114,11 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
     np.save(partial / LENGTHS, rows.astype(np.int32))
     statistics = statistics_of(rows[:, :2], rows[:, 2].sum())
     manifest = {
-        "format": 3,
+        "format": 4,
         "fingerprint": fingerprint,
-        "files": files,
+        "shards": names,  # shard k: its files, pairs k, k + shards, ... in order
+        "files_records": FILE_RECORDS,
+        "files": [name for shard in names for name in shard],
         "pair_lengths": LENGTHS,
         "pairs": statistics.pairs,
         "cut": statistics.cut,
@@ -137,7 +151,7 @@ def read_prepared(directory, fingerprint):
             "model.pe_input than this run's; prepare them again (transformer-tf prepare "
             "--config ...) or delete that folder to train from the text."
         )
-    if manifest.get("format") != 3:
+    if manifest.get("format") != 4:
         raise UserError(
             f"'{directory}' holds training pairs prepared by an older version of the package; "
             "prepare them again (transformer-tf prepare --config ...)."
@@ -160,21 +174,22 @@ class PreparedPairs:
 
     def __init__(self, directory, manifest):
         self.directory, self.manifest = Path(directory), manifest
-        self.files = manifest["files"]
+        self.shards = manifest["shards"]
 
     def _files(self, index, count):
-        if len(self.files) % count:
+        if len(self.shards) % count:
             raise UserError(
-                f"the {len(self.files)} files prepared in '{self.directory}' cannot be shared "
-                f"evenly by {count} input streams (data.input_shards, or one per worker); "
-                f"prepare again with --shards a multiple of {count}."
+                f"the {len(self.shards)} shards prepared in '{self.directory}' cannot be "
+                f"shared evenly by {count} input streams (data.input_shards, or one per "
+                f"worker); prepare again with --shards a multiple of {count}."
             )
-        return self.files[index::count]
+        return self.shards[index::count]
 
     def stream(self, index, count, skip=0):
         """The (source ids, target ids, cut) of stream `index` of `count`, after its first
         `skip` (records skipped unread: resuming costs no parsing)."""
-        return _read(self.directory, self._files(index, count), skip)
+        files = self._files(index, count)
+        return _read(self.directory, files, skip, self.manifest["files_records"])
 
     def statistics(self, index, count):
         """The `LengthStatistics` of stream `index` of `count`, from the lengths file."""
@@ -184,10 +199,12 @@ class PreparedPairs:
         return statistics_of(rows[:, :2], int(rows[:, 2].sum()))
 
 
-def _read(directory, files, skip=0):
-    """The records of `files`, one from each in turn (the order `write_prepared` dealt
-    them in), after the first `skip`, parsed into (source ids, target ids, cut)
-    int32/bool vectors."""
+def _read(directory, shards, skip=0, file_records=FILE_RECORDS):
+    """The records of `shards` (each a list of files), one from each shard in turn (the
+    order `write_prepared` dealt them in), after the first `skip`, parsed into (source ids,
+    target ids, cut) int32/bool vectors. Skipping opens each shard at the file of its
+    position and reads at most `file_records` records of it unparsed: the same time at
+    any position."""
 
     def parse(serialized):
         example = tf.io.parse_example(serialized, _FEATURES)
@@ -197,15 +214,27 @@ def _read(directory, files, skip=0):
             tf.cast(example["cut"], tf.bool),
         )
 
-    # After `skip` records dealt in turn, file i has given skip // n (+1 for the first
-    # skip % n files), and the next record is in file skip % n: start the turn there.
-    rounds, first = divmod(skip, len(files))
-    order = list(range(first, len(files))) + list(range(first))
-    paths = [str(Path(directory) / files[i]) for i in order]
-    skips = [rounds + (i < first) for i in order]
+    # After `skip` records dealt in turn, shard i has given skip // n (+1 for the first
+    # skip % n shards), and the next record is in shard skip % n: start the turn there.
+    rounds, first = divmod(skip, len(shards))
+    order = list(range(first, len(shards))) + list(range(first))
+    paths, skips = [], []
+    for i in order:
+        done, within = divmod(rounds + (i < first), file_records)
+        paths.append([str(Path(directory) / name) for name in shards[i][done:]])
+        skips.append(within)
+    width = max(len(row) for row in paths) or 1
+    table = tf.constant([row + [""] * (width - len(row)) for row in paths])
+    within_file = tf.constant(skips, tf.int64)
+
+    def shard(index):
+        row = tf.gather(table, index)
+        files = tf.boolean_mask(row, tf.strings.length(row) > 0)
+        return tf.data.TFRecordDataset(files).skip(tf.gather(within_file, index))
+
     return (
-        tf.data.Dataset.from_tensor_slices((paths, tf.constant(skips, tf.int64)))
-        .interleave(lambda path, n: tf.data.TFRecordDataset(path).skip(n), cycle_length=len(paths))
+        tf.data.Dataset.range(len(order))
+        .interleave(shard, cycle_length=len(order))
         .batch(_PARSE_CHUNK)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
         .unbatch()
