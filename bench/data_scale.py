@@ -9,13 +9,16 @@ allowed; no network), then measures, each command in a process of its own:
 - `train` from the prepared pairs, and from the text (vocabularies copied, nothing
   prepared): seconds from the process's start to its first update, and its peak resident
   memory (RSS);
-- resume: seconds to the first batch of the training pipeline started at batch 10 and at
-  batch 1,000,000 (prepared pairs; the fastest of three tries each);
+- resume: seconds to the first batch of the training pipeline (prepared pairs; the fastest
+  of three tries each) started early, at the last batch of the first block of the first
+  epoch, and late, at the last batch of the last block 1,000 epochs in: both remake one
+  block's batches, the late one also skips a whole epoch of pairs at their source;
 - the training pipeline's steady sentences/s (prepared pairs, and text) against what the
   training step (the model below, float32) consumes.
 
     python bench/data_scale.py                        # 100k, 1M, 5M
     python bench/data_scale.py --sizes 2000 20000     # a quick look
+    python bench/data_scale.py --keep DIR             # keep the corpora and runs in DIR
 
 Prints one table, with the CPU it ran on.
 """
@@ -40,14 +43,14 @@ import tensorflow as tf  # noqa: E402
 
 from transformer_tf.config import load_config, resolve_model_config  # noqa: E402
 from transformer_tf.data import synthetic  # noqa: E402
-from transformer_tf.data.pipeline import train_dataset, training_pairs  # noqa: E402
+from transformer_tf.data.pipeline import block_batches, train_dataset, training_pairs  # noqa: E402
 from transformer_tf.runner import Runner  # noqa: E402
 
 from common import step_rate  # noqa: E402
 
 SHARDS = 4
 PIPELINE_BATCHES = 300  # timed batches of the steady pipeline, after 20 untimed
-RESUME_AT = (10, 1_000_000)
+LATE_EPOCHS = 1000
 
 CONFIG = {
     "data": {"source": "text", "batch_tokens": 2048, "max_length": 64},
@@ -186,7 +189,7 @@ def main(argv=None):
 
 def measure_in_process(config_path):
     """(prepared sentences/s, text sentences/s, training step sentences/s, seconds to the
-    first batch resuming at each of RESUME_AT), on the run `prepare` filled."""
+    first batch resuming early and late), on the run `prepare` filled."""
     runner = Runner(load_config(config_path))
     tf.keras.utils.set_random_seed(runner.config.train.seed)  # before the tokenizers
     tokenizers = runner.tokenizers()
@@ -204,9 +207,15 @@ def measure_in_process(config_path):
         rates.append(pipeline_rate(iter(train_dataset(pairs, data, 1, statistics=statistics))))
     batches = iter(train_dataset(prepared, data, 1, statistics=statistics))
     consumed = step_rate(config, [next(batches) for _ in range(23)])
-    resume = {start: [] for start in RESUME_AT}
+    # The worst place to resume early and late: the last batch of the first block of the
+    # first epoch, and the last batch of the last block 1,000 epochs in. Both remake one
+    # block's batches; the late one also skips the whole epoch before its block.
+    blocks = block_batches(statistics, data)
+    early = int(blocks[0]) - 1
+    late = LATE_EPOCHS * int(blocks.sum()) + int(blocks.sum()) - 1
+    resume = {early: [], late: []}
     for _ in range(3):  # in turn, the fastest of three each: the first calls warm caches
-        for start in RESUME_AT:
+        for start in resume:
             started = time.perf_counter()
             resumed = train_dataset(
                 prepared,
@@ -234,8 +243,8 @@ def print_table(rows):
     print(
         "| pairs | build-vocab s | prepare s | first update, prepared s | peak RSS, prepared MB "
         "| first update, text s | peak RSS, text MB | pipeline, prepared sent/s "
-        "| pipeline, text sent/s | training step sent/s | resume at batch 10 s "
-        "| resume at batch 1,000,000 s |"
+        "| pipeline, text sent/s | training step sent/s | resume early s "
+        "| resume 1,000 epochs later s |"
     )
     print("|" + "---|" * 12)
     for size, *values in rows:
