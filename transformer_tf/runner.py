@@ -16,7 +16,7 @@ import tensorflow as tf
 from transformer_tf.checkpoints import restore_model
 from transformer_tf.config import Config, resolve_model_config
 from transformer_tf.data import prepared
-from transformer_tf.data.pipeline import TextPairs, training_pairs
+from transformer_tf.data.pipeline import TextPairs
 from transformer_tf.data.sources import Split, TrainingText, load_splits, read_parallel
 from transformer_tf.data.tokenizers import (
     build_or_load_tokenizers,
@@ -208,9 +208,14 @@ class Runner:
                 f"data.prepared_dir '{self.config.data.prepared_dir}' holds no prepared pairs "
                 "(no manifest.json); run transformer-tf prepare --config ... first."
             )
+        return self._text_pairs(check)
+
+    def _text_pairs(self, check=True):
+        """The training text as `TextPairs`; with `check`, read once first, so that a
+        malformed line stops here, not inside the training loop."""
         text = self.training_text()
         if check:
-            text.check()  # a malformed line stops here, not inside the training loop
+            text.check()
         return TextPairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
 
     def prepare(self, shards: int = 8) -> dict:
@@ -225,9 +230,7 @@ class Runner:
             self.build_vocab()
             self._resolve_model_config()
             self.run_dir.check_same_model(self.config)
-            text = self.training_text()
-            text.check()
-            pairs = training_pairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
+            pairs = self._text_pairs().stream(0, 1)
             directory = self.prepared_dir()
             log.info("writing the training pairs as ids into %d files in '%s'", shards, directory)
             return prepared.write_prepared(pairs, directory, shards, self._fingerprint())

@@ -112,11 +112,17 @@ def statistics_of(per_pair, cut):
     return LengthStatistics(len(per_pair), int(cut), lengths, per_pair.tobytes())
 
 
-def length_statistics(pairs):
-    """`LengthStatistics` of `training_pairs` (or prepared pairs): one pass over them."""
+def pair_sizes(pairs):
+    """[pairs, 3] int32 array of (source tokens, target tokens, cut) of `training_pairs`
+    (or prepared pairs), in order: one pass over them."""
     sizes = pairs.map(lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)]))
     chunks = list(sizes.batch(_STATISTICS_CHUNK).as_numpy_iterator())
-    rows = np.concatenate(chunks) if chunks else np.zeros([0, 3], np.int32)
+    return np.concatenate(chunks) if chunks else np.zeros([0, 3], np.int32)
+
+
+def length_statistics(pairs):
+    """`LengthStatistics` of `training_pairs` (or prepared pairs): one pass over them."""
+    rows = pair_sizes(pairs)
     return statistics_of(rows[:, :2], rows[:, 2].sum())
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from transformer_tf.data.pipeline import statistics_of
+from transformer_tf.data.pipeline import pair_sizes, statistics_of
 from transformer_tf.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -106,11 +106,7 @@ def write_prepared(pairs, directory, shards, fingerprint, log_every_seconds=30.0
     # Counted from the files just written: the statistics describe what training reads.
     # Each pair's lengths are kept, in order (12 bytes a pair), so that a worker reading
     # some of the files, and a resumed run finding its block, need no pass over the data.
-    sizes = _read(partial, names).map(
-        lambda s, t, cut: tf.stack([tf.size(s), tf.size(t), tf.cast(cut, tf.int32)])
-    )
-    chunks = list(sizes.batch(_PARSE_CHUNK * 64).as_numpy_iterator())
-    rows = np.concatenate(chunks) if chunks else np.zeros([0, 3], np.int32)
+    rows = pair_sizes(_read(partial, names))
     np.save(partial / LENGTHS, rows.astype(np.int32))
     statistics = statistics_of(rows[:, :2], rows[:, 2].sum())
     manifest = {
