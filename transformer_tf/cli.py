@@ -54,7 +54,6 @@ def cmd_train(args):
             print(runner.evaluate())
         if runner.config.export.after_training and not args.no_export:
             print(runner.export())
-    return 0
 
 
 def cmd_build_vocab(args):
@@ -63,7 +62,6 @@ def cmd_build_vocab(args):
     for side, tokenizer, sample in zip(("source", "target"), runner.build_vocab(), first_pair):
         print(f"{side}: {tokenizer.describe(sample)}")
     print(f"written to {runner.run_dir.vocab}")
-    return 0
 
 
 def cmd_prepare(args):
@@ -71,7 +69,6 @@ def cmd_prepare(args):
     manifest = runner.prepare(args.shards)
     tokens = f"{manifest['source_tokens']:,} source, {manifest['target_tokens']:,} target tokens"
     print(f"prepared {manifest['pairs']:,} training pairs ({tokens}) in {runner.prepared_dir()}")
-    return 0
 
 
 def cmd_evaluate(args):
@@ -91,13 +88,11 @@ def cmd_evaluate(args):
     output_dir = args.output_dir or (runner.config.run_dir if args.config or args.run_dir else ".")
     files = (args.src, args.ref) if args.src else None
     print(runner.evaluate(args.split, files, translator, output_dir))
-    return 0
 
 
 def cmd_export(args):
     runner = _runner(args)
     print(runner.export(args.output, args.format, args.tokenizer, args.average_last, args.best))
-    return 0
 
 
 def _served(args):
@@ -115,24 +110,20 @@ def _sentences(args):
 def cmd_translate(args):
     if not (args.attention or args.n_best):
         _write_lines(_served(args).translate(_sentences(args), args.batch_size), args.output)
-        return 0
-    # --n-best and --attention decode the run's checkpoint; flags are checked before stdin
-    # is read, so that a wrong one does not wait for input first.
-    if args.saved_model:
+        return
+    if args.saved_model:  # before stdin is read: a wrong flag does not wait for input first
         raise UserError("--n-best and --attention decode a run: pass --config or --run-dir.")
     translator, sentences = _runner(args).translator(), _sentences(args)
+    if args.attention and len(sentences) != 1:
+        raise UserError("--attention draws one sentence: pass exactly one.")
     if args.attention:
-        if len(sentences) != 1:
-            raise UserError("--attention draws one sentence: pass exactly one.")
         from transformer_tf.evaluation.attention_image import save_attention_png
 
         print(save_attention_png(translator, sentences[0], args.attention))
-        return 0
-    n_best = translator.n_best(sentences, args.n_best, args.batch_size)
-    _write_lines(
-        (f"{i} ||| {t} ||| {s:.4f}" for i, h in enumerate(n_best) for t, s in h), args.output
-    )
-    return 0
+    else:
+        n_best = translator.n_best(sentences, args.n_best, args.batch_size)
+        lines = (f"{i} ||| {t} ||| {s:.4f}" for i, hyps in enumerate(n_best) for t, s in hyps)
+        _write_lines(lines, args.output)
 
 
 def cmd_generate(args):
@@ -140,7 +131,6 @@ def cmd_generate(args):
 
     records = list(parse_records(iter_lines(args.input), args.input or "stdin"))
     _write_lines(_served(args).generate_records(records, args.batch_size), args.output)
-    return 0
 
 
 def _positive(text):
@@ -222,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log_to_stderr(logging.getLogger("transformer_tf"))
     try:
-        return args.func(args)
+        return args.func(args) or 0  # a command returns nothing when it succeeds
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
