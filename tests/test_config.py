@@ -241,6 +241,26 @@ JSONL = {
         ({**JSONL, "source_template": "{q.a}"}, {}, "'{q.a}' is not a plain field name"),
         ({**JSONL, "source_template": "no field"}, {}, "names no field"),
         ({"source_template": "{x}"}, {}, "'data.source_template' reads JSON records"),
+        (
+            {"select_sentences": {"field": "x", "query": "y"}},
+            {},
+            "'data.select_sentences' reads JSON records",
+        ),
+        (
+            {**JSONL, "select_sentences": {"field": "story", "query": "question"}},
+            {},
+            "'data.select_sentences.field' ('story') must be a field of 'data.source_template'",
+        ),
+        (
+            {**JSONL, "select_sentences": {"query": "question"}},
+            {},
+            "'data.select_sentences.field' (None) must be a field",
+        ),
+        (
+            {**JSONL, "select_sentences": {"field": "context", "query": "question", "keep": 0}},
+            {},
+            "'data.select_sentences' needs a query field other than its field and keep >= 1",
+        ),
         ({**JSONL, "reference_fields": "answers"}, {}, "'data.reference_fields' must be a list"),
         (JSONL, {"metrics": ["rouge"]}, "'train.best_metric' is bleu, which 'eval.metrics'"),
         (JSONL, {"metrics": []}, "'eval.metrics' is empty"),

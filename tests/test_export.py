@@ -154,3 +154,22 @@ def test_a_template_export_takes_its_fields_by_name_in_a_fresh_process(trained_f
     ]
     expected = Runner.from_run_dir(trained_fields_run).translator().translate(filled)
     assert served["outputs"] == expected and all(expected)
+
+
+def test_a_template_export_selects_sentences_in_its_graph_as_training_does(
+    trained_fields_run, tmp_path
+):
+    """With `data.select_sentences`, the exported graph cuts the context to the sentences
+    that share most words with the question before filling the template, as the training
+    and evaluation data were made: the same outputs as the run's translator given the
+    selected, filled-in text."""
+    select = ["field=context", "query=question", "keep=1"]
+    runner = Runner.from_run_dir(
+        trained_fields_run, [f"data.select_sentences.{key}" for key in select]
+    )
+    served = runner.served(runner.export(tmp_path / "selecting").directory)
+    questions = ["The cat sat on the mat.", "A dog sleeps."]
+    contexts = [f"It rained. {q} The end came." for q in questions]
+    outputs = served.generate({"question": questions, "context": contexts})
+    filled = [fill_template(FIELDS_TEMPLATE, {"question": q, "context": q}) for q in questions]
+    assert outputs == runner.translator().translate(filled) and all(outputs)

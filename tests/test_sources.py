@@ -257,6 +257,31 @@ def test_jsonl_list_fields_two_field_template_and_one_to_two_answers(tmp_path):
     assert split.head(1).reference_lists() == [["the fox", "a fox"]]
 
 
+def test_jsonl_sentence_selection_cuts_the_field_before_the_template_is_filled(tmp_path):
+    records = [
+        {
+            "question": f"Who sang {i}?",
+            "context": f"A king ruled. {i} sang. It rained.",
+            "answers": ["x"],
+        }
+        for i in range(5)
+    ] + [{"question": "", "context": "", "answers": ["dropped: no source"]}]
+    path = write_records(tmp_path / "qa.jsonl", records)
+    data = _jsonl_config(
+        {"train": path, "validation": path, "test": path},
+        source_template="question: {question} context: {context}",
+        target_field="answers",
+        select_sentences={"field": "context", "query": "question", "keep": 1},
+    )
+    split = sources.load_splits(data, ["validation"])["validation"]
+    assert split.sources == [f"question: Who sang {i}? context: {i} sang." for i in range(5)]
+    # Selection runs a chunk of records at a time; chunks do not change the result.
+    numbered = list(sources.parse_records(enumerate(path.read_text().splitlines(), 1), "qa"))
+    examples = list(sources.jsonl_examples(numbered, data))
+    assert list(sources.jsonl_examples(numbered, data, chunk=2)) == examples
+    assert [source for source, _, _ in examples] == split.sources + [""]
+
+
 @pytest.mark.parametrize(
     "line, message",
     [

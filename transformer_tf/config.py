@@ -41,6 +41,17 @@ class TfdsConfig:
 
 
 @dataclass
+class SentenceSelection:
+    """Cut one field of a JSON record to its sentences sharing the most words with another
+    (`data/selection.py`), before the source template is filled: in training, evaluation
+    and an exported model alike."""
+
+    field: Optional[str] = None  # the long field to cut, e.g. context; null: no selection
+    query: Optional[str] = None  # the field whose words rank its sentences, e.g. question
+    keep: int = 3  # sentences kept, in their order in the field
+
+
+@dataclass
 class DataConfig:
     """Where the sentence pairs come from and how they are batched."""
 
@@ -54,6 +65,8 @@ class DataConfig:
     # jsonl: the source text made from a record's fields, e.g. "question: {question} context:
     # {context}" or "{dialogue}"; an exported model takes these fields as named inputs
     source_template: Optional[str] = None
+    # jsonl: keep only the sentences of one template field that share most words with another
+    select_sentences: SentenceSelection = field(default_factory=SentenceSelection)
     # jsonl: the field of the training target: a string, or a list whose first entry is it
     target_field: Optional[str] = None
     # jsonl: the fields holding references for evaluation (strings or lists; every one a
@@ -498,8 +511,11 @@ def _check_data_source(data, source):
             "ted_hrlr_translate/pt_to_en)."
         )
     if data.source != "jsonl":
-        for key in ("source_template", "target_field", "reference_fields"):
-            if getattr(data, key):
+        keys = ("source_template", "target_field", "reference_fields")
+        used = {key: getattr(data, key) for key in keys}
+        used["select_sentences"] = data.select_sentences.field or data.select_sentences.query
+        for key, value in used.items():
+            if value:
                 raise ConfigError(
                     f"{source}: 'data.{key}' reads JSON records: it needs "
                     f"'data.source: jsonl' (the source is {data.source!r})."
@@ -538,6 +554,21 @@ def _check_jsonl(data, splits, source):
             f"{source}: 'data.source_template' ({data.source_template!r}) names no field; "
             "put the record's fields in braces, e.g. '{dialogue}'."
         )
+    select = data.select_sentences
+    if select.field is not None or select.query is not None:
+        for key in ("field", "query"):
+            name = getattr(select, key)
+            if name not in fields:
+                raise ConfigError(
+                    f"{source}: 'data.select_sentences.{key}' ({name!r}) must be a field of "
+                    f"'data.source_template' ({', '.join(fields)})."
+                )
+        if select.query == select.field or select.keep < 1:
+            raise ConfigError(
+                f"{source}: 'data.select_sentences' needs a query field other than its field "
+                f"and keep >= 1 (got field {select.field!r}, query {select.query!r}, keep "
+                f"{select.keep})."
+            )
 
 
 def config_from_dict(values: dict, source: str = "config", overrides: Sequence[str] = ()) -> Config:

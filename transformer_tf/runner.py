@@ -384,8 +384,8 @@ class Runner:
     def _export_saved_model(self, translator, output):
         from transformer_tf.inference.export import export_saved_model
 
-        directory = Path(output or saved_model_dir(self.config))
-        export_saved_model(translator, directory, self.config.data.source_template)
+        directory, data = Path(output or saved_model_dir(self.config)), self.config.data
+        export_saved_model(translator, directory, data.source_template, data.select_sentences)
         sentence = self._check_sentence()
         served = self.served(directory)
         return directory, (sentence, served.translate([sentence])[0])

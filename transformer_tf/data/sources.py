@@ -265,10 +265,7 @@ def _file_examples(data_config, split):
     if "tsv" in paths:
         shards = [((s, t, None) for s, t in _tsv_pairs(path)) for path in paths["tsv"]]
     elif "jsonl" in paths:
-        shards = [
-            (jsonl_example(record, data_config, where) for where, record in _records(path))
-            for path in paths["jsonl"]
-        ]
+        shards = [jsonl_examples(_records(path), data_config) for path in paths["jsonl"]]
     else:
         shards = [
             ((s, t, None) for s, t in _parallel_pairs(source, target))
@@ -419,20 +416,41 @@ def _tsv_pairs(path):
         yield fields[0], fields[1]
 
 
-def jsonl_example(record, data_config, where):
-    """(source, target, references) of one JSON record.
+def jsonl_examples(records, data_config, chunk=512):
+    """(source, target, references) of each (where, record) pair, in order (see
+    `jsonl_fields`): the source is `data_config.source_template` filled from the record's
+    fields, after `data_config.select_sentences` (if set) has cut its field to the
+    sentences that share most words with its query, `chunk` records at a time. A record
+    whose template fields are all blank gets an empty source (and is dropped, as an empty
+    line is), whatever literal text the template adds."""
+    template, select = data_config.source_template, data_config.select_sentences
+    fields = (jsonl_fields(record, data_config, where) for where, record in records)
+    while batch := list(itertools.islice(fields, chunk)):
+        if select.field is not None:
+            from transformer_tf.data.selection import select_sentences
 
-    The source is `data_config.source_template` filled from the record's fields; the
+            texts = [values[select.field] for values, _, _ in batch]
+            queries = [values[select.query] for values, _, _ in batch]
+            selected = select_sentences(texts, queries, select.keep).numpy()
+            for (values, _, _), text in zip(batch, selected):
+                values[select.field] = text.decode("utf-8")
+        for values, target, references in batch:
+            blank = not any(value.strip() for value in values.values())
+            yield ("" if blank else fill_template(template, values)), target, references
+
+
+def jsonl_fields(record, data_config, where):
+    """(template field values, target, references) of one JSON record.
+
+    The values are the record's fields that `data_config.source_template` names; the
     target is `data_config.target_field` (a string, or the first entry of a list), or the
     first reference when the record has no such field; the references are every
     `data_config.reference_fields` entry the record has (strings or lists), or else the
     target. A missing field is refused in one sentence naming `where` and the field.
-    A record whose template fields are all blank gets an empty source.
     """
-    template = data_config.source_template
     values = {
         name: _text_field(record, name, where, "data.source_template")
-        for name in template_fields(template)
+        for name in template_fields(data_config.source_template)
     }
     references = [
         text
@@ -450,10 +468,7 @@ def jsonl_example(record, data_config, where):
             f"{where} has none of the fields {', '.join(map(repr, wanted))} "
             f"('data.target_field', 'data.reference_fields'); it has {', '.join(record)}."
         )
-    # A record whose fields are all blank has no source (and is dropped, as an empty line
-    # is), whatever literal text the template adds.
-    source = fill_template(template, values) if any(v.strip() for v in values.values()) else ""
-    return source, target, references or [target]
+    return values, target, references or [target]
 
 
 def parse_records(numbered_lines, origin):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from transformer_tf.data.selection import select_sentences
 from transformer_tf.data.templates import template_fields, template_parts
 from transformer_tf.data.tokenizers import finish_source
 from transformer_tf.inference.search import decode, output_budgets
@@ -35,16 +36,23 @@ def _save(module, model, directory, signatures=None):
     return directory
 
 
-def export_saved_model(translator, directory, source_template=None):
+def export_saved_model(translator, directory, source_template=None, selection=None):
     """Save `translator`. Its `serving_default` signature: sentences [batch] string ->
     translations [batch] string, scores, truncated; with a `source_template`, one [batch]
-    string input per field of the template instead (and `source_text`: sentences)."""
+    string input per field of the template instead (and `source_text`: sentences), the
+    `selection` (`config.SentenceSelection`, if its field is set) cutting its field to
+    the sentences that share most words with its query first, as training did."""
     if source_template is None:
         return _save(translator, translator.model, directory)
     fill, names = fill_template_function(source_template), template_fields(source_template)
 
     def serve_fields(*fields):
-        return translator(fill(dict(zip(names, fields))))
+        fields = dict(zip(names, fields))
+        if selection is not None and selection.field is not None:
+            fields[selection.field] = select_sentences(
+                fields[selection.field], fields[selection.query], selection.keep
+            )
+        return translator(fill(fields))
 
     translator.serve_fields = tf.function(
         serve_fields, input_signature=[tf.TensorSpec([None], tf.string, name=n) for n in names]
