@@ -33,6 +33,10 @@ TINY = [
     "train.log_every=50",
     "train.checkpoint_every=100",
     "eval.samples=1",
+    # Fixed, so that runs compare exactly (one device against two, resumed against not);
+    # the auto choice has tests of its own.
+    "train.precision=float32",
+    "train.jit_compile=false",
 ]
 
 

@@ -16,7 +16,8 @@ def _tiny_config(*overrides):
     """The quickstart config with a one-layer, width-32 model over 40 ids, without dropout."""
     model = ["num_layers=1", "d_model=32", "dff=64", "rate=0.0"]
     model += ["input_vocab_size=40", "target_vocab_size=40"]
-    return load_config(QUICKSTART, [f"model.{m}" for m in model] + list(overrides))
+    fixed = ["train.precision=float32", "train.jit_compile=false"]
+    return load_config(QUICKSTART, [f"model.{m}" for m in model] + fixed + list(overrides))
 
 
 def test_accumulating_two_batches_is_one_batch_twice_as_large():

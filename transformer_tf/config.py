@@ -181,8 +181,12 @@ class TrainConfig:
     label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
     clip_norm: Optional[float] = None  # clip gradients to this global norm
     accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
-    precision: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
-    jit_compile: bool = False  # compile the train step with XLA
+    # compute dtype; auto: a probe at start-up (training/probes.py) takes bfloat16 (float16
+    # on a GPU) where its matrix products run clearly faster here, else float32
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # compile the train step with XLA; auto: where a probe of the step finds it clearly
+    # faster (only with data.pad_to_buckets). An auto choice is kept in config.yaml
+    jit_compile: Literal["auto", True, False] = "auto"
     deterministic: bool = False  # deterministic ops: bit-exact resume, somewhat slower
     seed: int = 42  # weights, dropout and data order
     log_every: int = 100  # steps between log lines and TensorBoard points

@@ -48,7 +48,7 @@ def _type(tp):
     if origin is typing.Union:
         return " or ".join(_type(a) for a in args if a is not type(None)) + " or null"
     if origin is typing.Literal:
-        return " \\| ".join(args)
+        return " \\| ".join(str(a).lower() if isinstance(a, bool) else a for a in args)
     if origin is dict:
         return "mapping"
     if origin is list:

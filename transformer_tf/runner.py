@@ -176,6 +176,11 @@ class Runner:
         self.build_vocab(chief)
         self._resolve_model_config()
         self.run_dir.check_same_model(self.config)
+        if self._choose_auto_settings(strategy):
+            # The XLA probe's scratch models drew from the seeded random state: seed again,
+            # so that the run starts as it would have without the probe.
+            tf.keras.utils.set_random_seed(train.seed)
+            self._tokenizers = None
         if chief:
             self.run_dir.write_config(self.config)
         return Trainer(
@@ -185,6 +190,58 @@ class Runner:
             self.split("validation"),
             self.tokenizers(),
         )
+
+    def _choose_auto_settings(self, strategy):
+        """`train.precision` and `train.jit_compile` set to `auto`: the choice this run made
+        when it started (its config.yaml), or else the start-up probes' (`probes`), which
+        measure this process: with several replicas or workers they would not agree, so
+        there auto means float32 without XLA (say the choice explicitly). Returns whether
+        the XLA probe ran (it builds scratch models)."""
+        from transformer_tf.training import probes
+
+        saved = self.run_dir.read_config().train if self.run_dir.config.is_file() else None
+        chosen, probed_xla = {}, False
+        for key, plain in (("precision", "float32"), ("jit_compile", False)):
+            if getattr(self.config.train, key) != "auto":
+                continue
+            if saved is not None and getattr(saved, key) != "auto":
+                chosen[key] = getattr(saved, key)
+                log.info("train.%s auto: %s, as this run chose when it started", key, chosen[key])
+            elif strategy.num_replicas_in_sync > 1:
+                chosen[key] = plain
+                log.info(
+                    "train.%s auto: %s (the probe measures one process; with %d replicas, "
+                    "set it explicitly)",
+                    key,
+                    plain,
+                    strategy.num_replicas_in_sync,
+                )
+            elif key == "precision":
+                data = self.config.data
+                tokens = data.batch_tokens or 16 * data.batch_size
+                chosen[key], _ = probes.choose_precision(self.config.model, tokens)
+            else:
+                precision = chosen.get("precision", self.config.train.precision)
+                chosen[key], _ = probes.choose_jit_compile(
+                    lambda jit_compile: self._scratch_step(precision, jit_compile),
+                    probes.probe_batches(self.config.model, self.config.data),
+                    self.config.data.pad_to_buckets,
+                )
+                probed_xla = self.config.data.pad_to_buckets
+        if chosen:
+            train = dataclasses.replace(self.config.train, **chosen)
+            self.config = dataclasses.replace(self.config, train=train)
+        return probed_xla
+
+    def _scratch_step(self, precision, jit_compile):
+        """The train step of a new model and optimizer with this run's settings (weights of
+        its own: the run's are not touched), for the XLA probe."""
+        from transformer_tf.training.optimizers import make_optimizer
+        from transformer_tf.training.step import TrainStep
+
+        train = dataclasses.replace(self.config.train, precision=precision, jit_compile=jit_compile)
+        model = build_model(self.config.model, precision)
+        return TrainStep(model, make_optimizer(train, self.config.model.d_model), train)
 
     def prepared_dir(self) -> Path:
         """Where `prepare` writes the training pairs and training looks for them."""

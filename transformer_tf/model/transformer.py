@@ -368,6 +368,11 @@ def build_model(model_config, precision="float32"):
         if dataclasses.is_dataclass(model_config)
         else dict(model_config)
     )
+    if precision not in PRECISION_POLICIES:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISION_POLICIES)}, got {precision!r} "
+            "(train.precision 'auto' is chosen by the Runner)."
+        )
     model = Transformer(**options, dtype=PRECISION_POLICIES[precision])
     model(tf.ones([1, 2], tf.int32), tf.ones([1, 2], tf.int32), training=False)
     return model

@@ -33,6 +33,8 @@ class TrainStep:
         self.label_smoothing = train_config.label_smoothing
         self.clip_norm = train_config.clip_norm
         self.loss_scaling = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
+        if train_config.jit_compile == "auto":
+            raise ValueError("train.jit_compile auto is chosen by the Runner: pass True or False.")
         compile_batch = tf.function(
             input_signature=list(batch_spec or (_BATCH_SPEC,) * 2),
             jit_compile=train_config.jit_compile,
