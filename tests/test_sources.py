@@ -280,6 +280,14 @@ def test_jsonl_sentence_selection_cuts_the_field_before_the_template_is_filled(t
     examples = list(sources.jsonl_examples(numbered, data))
     assert list(sources.jsonl_examples(numbered, data, chunk=2)) == examples
     assert [source for source, _, _ in examples] == split.sources + [""]
+    # Training reads the same selected sources through tf.data.
+    python, graph = _stream(
+        {"source": "jsonl", "train": {"jsonl": str(path)}},
+        source_template="question: {question} context: {context}",
+        target_field="answers",
+        select_sentences={"field": "context", "query": "question", "keep": 1},
+    )
+    assert python == graph == [(source, "x") for source in split.sources]
 
 
 @pytest.mark.parametrize(
