@@ -10,7 +10,8 @@ shows it every batch shape, three windows of `--window` seconds, median reported
 are the real (non-padding) target tokens. Systems:
 
 - transformer_tf: this package's compiled train step (`TrainStep`), float32, bfloat16,
-  and float32 with XLA (`train.jit_compile`);
+  float32 with XLA (`train.jit_compile`), and `auto`: what `train.precision: auto` and
+  `train.jit_compile: auto` choose here (the package's start-up probes; the choice printed);
 - pytorch: `torch.nn.Transformer` of the same dimensions, eager, the same loss (label
   smoothing 0.1, summed over real tokens / their count);
 - keras_hub: KerasHub's `TransformerEncoder` / `TransformerDecoder` (post-norm) of the same
@@ -24,10 +25,11 @@ All systems train with the package's inverse-square-root schedule (`TRAIN`: peak
 prints the mean training loss of every 100: how fast each learns, not only how fast it runs
 (the test of an initialization or a numerical change: bfloat16 against float32).
 
-Model FLOP rate = 6 x matmul weights x tokens/s (`common.matmul_weights`). The table gives
-tokens/s, each system's ratio to the others, and the FLOP rate as a fraction of the peak of
-its own precision. The tracing count of this package's update after all windows is printed
-too (one trace serves every batch shape).
+Model FLOP rate = 6 x matmul weights x tokens/s (`common.matmul_weights`). The final table
+gives, per size, each system's tokens/s, its ratio to the best peer (PyTorch eager, KerasHub)
+and its FLOP rate as a fraction of the matmul peak of its own precision. The tracing count
+of this package's update after all windows is printed too (one trace serves every batch
+shape).
 """
 
 import argparse
@@ -44,6 +46,7 @@ from transformer_tf.config import config_from_dict, resolve_model_config
 from transformer_tf.data.pipeline import train_dataset, training_pairs
 from transformer_tf.model import build_model
 from transformer_tf.model.layers import positional_encoding
+from transformer_tf.training import probes
 from transformer_tf.training.losses import masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
 from transformer_tf.training.schedules import make_schedule
@@ -55,9 +58,11 @@ SYSTEMS = [
     "transformer_tf float32",
     "transformer_tf bfloat16",
     "transformer_tf float32 XLA",
+    "transformer_tf auto",
     "pytorch eager",
     "keras_hub",
 ]
+PEERS = ("pytorch eager", "keras_hub")  # the systems this package is measured against
 BATCH_SENTENCES = 64
 LABEL_SMOOTHING = 0.1
 # Every system trains with this (the package's schedule, fed to PyTorch and KerasHub too): a
@@ -377,7 +382,26 @@ def stage_times(model_config, batches, repeats=10):
     }
 
 
-def make_step(system, model_config):
+def auto_choices(model_config, batches):
+    """(precision, jit_compile) that `train.precision: auto` and `train.jit_compile: auto`
+    choose here: the package's start-up probes, on batches of this benchmark's shapes."""
+    tokens = int(np.mean([s.size for s, _ in batches]))
+    precision, _ = probes.choose_precision(model_config, tokens)
+    shapes = {}
+    for source, target in batches:
+        shapes.setdefault(source.shape[1], (tf.constant(source), tf.constant(target)))
+    probe = [shapes[length] for length in sorted(shapes)[:2]]
+    jit, _ = probes.choose_jit_compile(
+        lambda jit_compile: package_train_step(model_config, precision, jit_compile), probe, True
+    )
+    return precision, jit
+
+
+def make_step(system, model_config, batches):
+    if system == "transformer_tf auto":
+        precision, jit = auto_choices(model_config, batches)
+        print(f"  auto chose {precision}, XLA {'on' if jit else 'off'}", file=sys.stderr)
+        return transformer_tf_step(model_config, precision, jit)
     if system.startswith("transformer_tf"):
         precision = "bfloat16" if "bfloat16" in system else "float32"
         return transformer_tf_step(model_config, precision, jit="XLA" in system)
@@ -430,7 +454,7 @@ def main(argv=None):
         weights = matmul_weights(model_config)
         for system in systems:
             tf.keras.utils.set_random_seed(1)
-            step = make_step(system, model_config)
+            step = make_step(system, model_config, batches)
             started = time.perf_counter()
             shapes = warm_up(step, batches)
             warm = time.perf_counter() - started
@@ -469,34 +493,31 @@ def main(argv=None):
         print("|---|" + "---|" * len(steps))
         for system in systems:
             tf.keras.utils.set_random_seed(1)
-            curve = loss_curve(make_step(system, model_config), batches, args.loss_curve_steps)
+            step = make_step(system, model_config, batches)
+            curve = loss_curve(step, batches, args.loss_curve_steps)
             print(f"| {system} | {' | '.join(f'{x:.3f}' for x in curve)} |", flush=True)
         print()
 
     print(
-        f"| model | system | tokens/s | {' | '.join(f'vs {s}' for s in systems)} | "
-        "model GFLOP/s | of peak |"
+        "| model | system | tokens/s | vs the best peer (PyTorch eager, KerasHub) | "
+        "model GFLOP/s | of the matmul peak of its precision |"
     )
-    print("|---|---|---|" + "---|" * len(systems) + "---|---|")
+    print("|---|---|---|---|---|---|")
     for size in sizes:
+        peers = [results[size, peer] for peer in PEERS if (size, peer) in results]
         for system in systems:
             rate = results[size, system]
             gflops = 6 * results[size, "weights"] * rate / 1e9
             peak = peaks["bfloat16" if "bfloat16" in system else "float32"]
-            ratios = " | ".join(f"{rate / results[size, other]:.2f}x" for other in systems)
+            versus = f"{rate / max(peers):.2f}x" if peers else "(no peer run)"
             print(
-                f"| {size} | {system} | {rate:,.0f} | {ratios} | {gflops:.1f} | "
+                f"| {size} | {system} | {rate:,.0f} | {versus} | {gflops:.1f} | "
                 f"{gflops / peak:.0%} |"
             )
-    cells = [
-        "",
-        "tf.matmul peak, float32 / bfloat16",
-        "",
-        *[""] * len(systems),
-        f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f}",
-        "",
-    ]
-    print(f"| {' | '.join(cells)} |")
+    print(
+        f"| | tf.matmul peak, float32 / bfloat16 | | | "
+        f"{peaks['float32']:.0f} / {peaks['bfloat16']:.0f} | |"
+    )
 
 
 if __name__ == "__main__":
