@@ -164,6 +164,7 @@ def transformer_tf_step(model_config, precision, jit):
         return float(metrics["loss_sum"] / metrics["tokens"])
 
     step.traces = train_step.update.experimental_get_tracing_count
+    step.precision = precision
     return step
 
 
@@ -445,7 +446,7 @@ def main(argv=None):
         file=sys.stderr,
     )
 
-    results = {}
+    results, precisions = {}, {}
     sizes = [size for size in args.sizes.split(",") if size]  # --sizes "": the peaks only
     for size in sizes:
         model_config = resolve_model_config(
@@ -460,6 +461,7 @@ def main(argv=None):
             warm = time.perf_counter() - started
             rates = time_windows(step, batches, args.window)
             results[size, system] = statistics.median(rates)
+            precisions[size, system] = getattr(step, "precision", "float32")
             traced = (
                 f", update traced {step.traces()} time(s) for {shapes} batch shapes"
                 if hasattr(step, "traces")
@@ -508,7 +510,7 @@ def main(argv=None):
         for system in systems:
             rate = results[size, system]
             gflops = 6 * results[size, "weights"] * rate / 1e9
-            peak = peaks["bfloat16" if "bfloat16" in system else "float32"]
+            peak = peaks["bfloat16" if precisions[size, system] == "bfloat16" else "float32"]
             versus = f"{rate / max(peers):.2f}x" if peers else "(no peer run)"
             print(
                 f"| {size} | {system} | {rate:,.0f} | {versus} | {gflops:.1f} | "
