@@ -34,6 +34,24 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
     return output, weights
 
 
+def one_position_attention(q, k, v, mask=None):
+    """`scaled_dot_product_attention` of one query position, as products summed over the
+    depth and over the keys instead of matrix products of one row (decoding runs this once
+    per layer and step, for every hypothesis: thousands of tiny matmuls otherwise).
+
+    Args: q [..., 1, depth], k and v [..., k_len, depth], mask broadcastable to
+    [..., 1, k_len]. Returns (output [..., 1, depth], weights [..., 1, k_len]).
+    """
+    logits = tf.reduce_sum(q * k, axis=-1)[..., tf.newaxis, :]  # [..., 1, k_len]
+    logits = logits / tf.math.sqrt(tf.cast(tf.shape(k)[-1], logits.dtype))
+    logits = tf.cast(logits, tf.float32)
+    if mask is not None:
+        logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
+    weights = tf.nn.softmax(logits, axis=-1)
+    mixed = tf.cast(weights, v.dtype)[..., 0, :, tf.newaxis] * v  # [..., k_len, depth]
+    return tf.reduce_sum(mixed, axis=-2, keepdims=True), weights
+
+
 class MultiHeadAttention(tf.keras.layers.Layer):
     """Multi-head attention (Vaswani et al., 2017, section 3.2.2).
 
@@ -98,11 +116,14 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
         over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
+        if query.shape.rank == 2:  # one position (decoding): no dropout, no weights kept
+            output, weights = one_position_attention(q, k, v, attention_mask)
+            return self.dense(self.merge_heads(output, True)), weights
         dropout = None
         if self.weights_dropout is not None:
             dropout = functools.partial(self.weights_dropout, training=training)
         output, weights = scaled_dot_product_attention(q, k, v, attention_mask, dropout)
-        return self.dense(self.merge_heads(output, query.shape.rank == 2)), weights
+        return self.dense(self.merge_heads(output)), weights
 
     def call(self, query, key, value, attention_mask=None, training=None):
         return self.attend(
