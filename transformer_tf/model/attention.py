@@ -116,7 +116,7 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
         over projected keys and values."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
-        if query.shape.rank == 2:  # one position (decoding): no dropout, no weights kept
+        if query.shape.rank == 2:  # one position: decoding, so no dropout
             output, weights = one_position_attention(q, k, v, attention_mask)
             return self.dense(self.merge_heads(output, True)), weights
         dropout = None
