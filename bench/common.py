@@ -69,19 +69,14 @@ def step_rate(config, batches, warm_up=3):
     """Sentences per second the training step of `config` (model resolved) consumes, timed
     over `batches` (a list of (source, target) batches) after `warm_up` of them; float32
     without XLA where the config leaves them `auto` (the step the input is compared with)."""
-    import dataclasses
     import time
 
     from transformer_tf.model import build_model
     from transformer_tf.training.optimizers import make_optimizer
+    from transformer_tf.training.probes import plain_settings
     from transformer_tf.training.step import TrainStep
 
-    train = config.train
-    train = dataclasses.replace(
-        train,
-        precision="float32" if train.precision == "auto" else train.precision,
-        jit_compile=False if train.jit_compile == "auto" else train.jit_compile,
-    )
+    train = plain_settings(config.train)
     model = build_model(config.model, train.precision)
     step = TrainStep(model, make_optimizer(train, config.model.d_model), train)
     for source, target in batches[:warm_up]:

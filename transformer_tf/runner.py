@@ -201,7 +201,7 @@ class Runner:
 
         saved = self.run_dir.read_config().train if self.run_dir.config.is_file() else None
         chosen, probed_xla = {}, False
-        for key, plain in (("precision", "float32"), ("jit_compile", False)):
+        for key, plain in probes.PLAIN.items():
             if getattr(self.config.train, key) != "auto":
                 continue
             if saved is not None and getattr(saved, key) != "auto":

@@ -7,6 +7,17 @@ import tensorflow as tf
 from transformer_tf.model.masks import MASK_NEGATIVE
 
 
+def _attention_weights(products, k, mask):
+    """softmax(Q K^T / sqrt(d_k)) from the products Q K^T [..., q_len, k_len], masked where
+    `mask` is 1. In float32 whatever the compute dtype, so masking and normalisation are
+    exact."""
+    d_k = k.shape[-1] or tf.shape(k)[-1]  # a constant when the depth is known
+    logits = tf.cast(products / tf.math.sqrt(tf.cast(d_k, products.dtype)), tf.float32)
+    if mask is not None:
+        logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
+    return tf.nn.softmax(logits, axis=-1)
+
+
 def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
     """softmax(Q K^T / sqrt(d_k)) V.
 
@@ -21,14 +32,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
     Returns:
         (output [..., q_len, depth_v], attention_weights [..., q_len, k_len])
     """
-    logits = tf.matmul(q, k, transpose_b=True)  # [..., q_len, k_len]
-    d_k = k.shape[-1] or tf.shape(k)[-1]  # a constant when the depth is known
-    logits = logits / tf.math.sqrt(tf.cast(d_k, logits.dtype))
-    # Softmax in float32 whatever the compute dtype, so masking and normalisation are exact.
-    logits = tf.cast(logits, tf.float32)
-    if mask is not None:
-        logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
-    weights = tf.nn.softmax(logits, axis=-1)
+    weights = _attention_weights(tf.matmul(q, k, transpose_b=True), k, mask)
     dropped = weights if dropout is None else dropout(weights)
     output = tf.matmul(tf.cast(dropped, v.dtype), v)  # [..., q_len, depth_v]
     return output, weights
@@ -42,12 +46,8 @@ def one_position_attention(q, k, v, mask=None):
     Args: q [..., 1, depth], k and v [..., k_len, depth], mask broadcastable to
     [..., 1, k_len]. Returns (output [..., 1, depth], weights [..., 1, k_len]).
     """
-    logits = tf.reduce_sum(q * k, axis=-1)[..., tf.newaxis, :]  # [..., 1, k_len]
-    logits = logits / tf.math.sqrt(tf.cast(tf.shape(k)[-1], logits.dtype))
-    logits = tf.cast(logits, tf.float32)
-    if mask is not None:
-        logits += tf.cast(mask, tf.float32) * MASK_NEGATIVE
-    weights = tf.nn.softmax(logits, axis=-1)
+    products = tf.reduce_sum(q * k, axis=-1)[..., tf.newaxis, :]  # [..., 1, k_len]
+    weights = _attention_weights(products, k, mask)
     mixed = tf.cast(weights, v.dtype)[..., 0, :, tf.newaxis] * v  # [..., k_len, depth]
     return tf.reduce_sum(mixed, axis=-2, keepdims=True), weights
 

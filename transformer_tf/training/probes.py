@@ -29,6 +29,16 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 MARGIN = 1.15  # the other choice must be at least this many times as fast
+# What `auto` stands for where nothing is measured (several replicas, benchmarks).
+PLAIN = {"precision": "float32", "jit_compile": False}
+
+
+def plain_settings(train_config):
+    """`train_config` with each `auto` replaced by its `PLAIN` value."""
+    import dataclasses
+
+    auto = {key: value for key, value in PLAIN.items() if getattr(train_config, key) == "auto"}
+    return dataclasses.replace(train_config, **auto)
 
 
 def _best_seconds(function, repeats=5):
