@@ -178,6 +178,8 @@ class TrainConfig:
     warmup_steps: int = 4000  # steps of rising learning rate (noam, inverse_sqrt)
     learning_rate_scale: float = 1.0  # noam: multiplies the schedule
     learning_rate: float = 0.001  # inverse_sqrt: peak rate; constant: the rate
+    # the last N of `steps` take the schedule's rate linearly down to 0; 0: no cool-down
+    cooldown_steps: int = 0
     label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
     clip_norm: Optional[float] = None  # clip gradients to this global norm
     accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
@@ -460,7 +462,12 @@ def _check(config, source):
             "embeddings, which needs one vocabulary: set 'tokenizer.shared: true' "
             "or use share_embeddings 'decoder' or 'none'."
         )
-    for key in ("eval_every", "early_stopping_patience"):
+    if config.train.cooldown_steps > config.train.steps:
+        raise ConfigError(
+            f"{source}: 'train.cooldown_steps' ({config.train.cooldown_steps}) must be at most "
+            f"'train.steps' ({config.train.steps}): the rate falls to 0 over the last steps."
+        )
+    for key in ("eval_every", "early_stopping_patience", "cooldown_steps"):
         if getattr(config.train, key) < 0:
             raise ConfigError(
                 f"{source}: 'train.{key}' must be 0 or more, got {getattr(config.train, key)}."

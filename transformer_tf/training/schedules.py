@@ -52,10 +52,46 @@ class InverseSqrtSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps}
 
 
+class CooldownSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """`base` for the first `total_steps - cooldown_steps` steps, then `base` times a factor
+    falling linearly to 0 at `total_steps` (a decay to zero at the end of training, where
+    inverse square root leaves the rate well above it).
+
+    Args:
+        base: a schedule, or a constant rate.
+        total_steps: int, the steps of the whole training.
+        cooldown_steps: int, the last steps, over which the rate falls to 0.
+    """
+
+    def __init__(self, base, total_steps, cooldown_steps):
+        super().__init__()
+        self.base = base
+        self.total_steps = total_steps
+        self.cooldown_steps = cooldown_steps
+
+    def __call__(self, step):
+        rate = self.base(step) if callable(self.base) else self.base
+        left = float(self.total_steps) - tf.cast(step, tf.float32)  # steps from here to the end
+        return rate * tf.clip_by_value(left / self.cooldown_steps, 0.0, 1.0)
+
+    def get_config(self):
+        base = self.base.get_config() if callable(self.base) else self.base
+        return {
+            "base": base,
+            "total_steps": self.total_steps,
+            "cooldown_steps": self.cooldown_steps,
+        }
+
+
 def make_schedule(train_config, d_model):
-    """The learning rate (a schedule or a constant) named by `train.schedule`."""
+    """The learning rate (a schedule or a constant) named by `train.schedule`, falling to 0
+    over the last `train.cooldown_steps` when that is set."""
     if train_config.schedule == "noam":
-        return NoamSchedule(d_model, train_config.warmup_steps, train_config.learning_rate_scale)
-    if train_config.schedule == "inverse_sqrt":
-        return InverseSqrtSchedule(train_config.learning_rate, train_config.warmup_steps)
-    return train_config.learning_rate
+        rate = NoamSchedule(d_model, train_config.warmup_steps, train_config.learning_rate_scale)
+    elif train_config.schedule == "inverse_sqrt":
+        rate = InverseSqrtSchedule(train_config.learning_rate, train_config.warmup_steps)
+    else:
+        rate = train_config.learning_rate
+    if train_config.cooldown_steps:
+        return CooldownSchedule(rate, train_config.steps, train_config.cooldown_steps)
+    return rate
