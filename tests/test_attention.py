@@ -3,6 +3,7 @@
 import numpy as np
 
 from transformer_tf.model import scaled_dot_product_attention
+from transformer_tf.model.attention import one_position_attention
 
 
 def test_attention_is_softmax_qk_over_sqrt_dk_times_v():
@@ -20,6 +21,24 @@ def test_attention_is_softmax_qk_over_sqrt_dk_times_v():
     expected_weights /= expected_weights.sum(-1, keepdims=True)
     np.testing.assert_allclose(weights.numpy(), expected_weights, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(output.numpy(), expected_weights @ v, rtol=1e-5, atol=1e-5)
+
+
+def test_one_position_attention_of_grouped_rows_is_each_rows_attention():
+    # 2 sentences, 3 hypotheses each, sharing their sentence's keys and values (beam search)
+    rng = np.random.default_rng(2)
+    q = rng.normal(size=(6, 4, 1, 8)).astype(np.float32)
+    k, v = (rng.normal(size=(2, 4, 5, 8)).astype(np.float32) for _ in range(2))
+    mask = np.zeros((2, 1, 1, 5), np.float32)
+    mask[1, ..., 3:] = 1.0
+    output, weights = one_position_attention(q, k, v, mask, group=3)
+
+    each = [np.repeat(x, 3, axis=0) for x in (k, v, mask)]
+    expected_output, expected_weights = scaled_dot_product_attention(q, *each)
+    np.testing.assert_allclose(weights.numpy(), expected_weights.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(output.numpy(), expected_output.numpy(), rtol=1e-5, atol=1e-5)
+    ungrouped_output, ungrouped_weights = one_position_attention(q, *each)  # group 1
+    np.testing.assert_allclose(ungrouped_weights.numpy(), expected_weights.numpy(), atol=1e-6)
+    np.testing.assert_allclose(ungrouped_output.numpy(), expected_output.numpy(), atol=1e-5)
 
 
 def test_multi_head_attention_matches_numpy_with_the_layer_weights(model):

@@ -78,15 +78,18 @@ class _Decoders:
     def __init__(self, models):
         self.models = models
 
-    def init_cache(self, enc_output):
+    def init_cache(self, enc_output, beam_size=1):
         parts = tf.split(enc_output, len(self.models), axis=-1)
-        return [m.decoder.init_cache(part) for m, part in zip(self.models, parts)]
+        return [m.decoder.init_cache(part, beam_size) for m, part in zip(self.models, parts)]
 
-    def reorder_cache(self, cache, indices):
-        return [m.decoder.reorder_cache(c, indices) for m, c in zip(self.models, cache)]
+    def reorder_cache(self, cache, indices, sentences=None):
+        return [m.decoder.reorder_cache(c, indices, sentences) for m, c in zip(self.models, cache)]
 
-    def step(self, ids, position, cache, padding_mask=None):
-        steps = [m.decoder.step(ids, position, c, padding_mask) for m, c in zip(self.models, cache)]
+    def step(self, ids, position, cache, padding_mask=None, beam_size=1):
+        steps = [
+            m.decoder.step(ids, position, c, padding_mask, beam_size)
+            for m, c in zip(self.models, cache)
+        ]
         x = tf.concat([output for output, _, _ in steps], axis=-1)
         return x, [new_cache for _, new_cache, _ in steps], steps[0][2]
 

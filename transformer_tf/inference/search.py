@@ -4,7 +4,8 @@
 Every search calls a *step function* `step(output, position, cache) -> (logits, cache)`:
 `output` [batch, position + 1] holds the ids so far (BOS first). The cached step feeds only
 the newest id and appends its keys and values to each decoder layer's cache (encoder keys
-and values are computed once per sentence); the full step re-runs the whole decoder, which
+and values are computed once per sentence and kept once per sentence, however many
+hypotheses beam search follows); the full step re-runs the whole decoder, which
 is slower and exists to check the cache against.
 
 Every output stops at EOS or at its sentence's length budget, where EOS is forced, so no
@@ -36,16 +37,18 @@ def run_encoder(model, source):
     return enc_output, padding_mask
 
 
-def cached_step(model, enc_output, padding_mask):
+def cached_step(model, enc_output, padding_mask, beam_size=1):
     """(initial state, step function) feeding one new id per step. The state holds each
-    decoder layer's cache and the source padding mask, one row per hypothesis."""
+    decoder layer's cache (see `DecoderLayer.init_cache`: a row per hypothesis,
+    `beam_size` per sentence, for the decoder's keys and values, a row per sentence for the
+    encoder's) and the source padding mask (a row per sentence)."""
 
     def step(output, position, state):
         layers, mask = state
-        x, layers, _ = model.decoder.step(output[:, -1], position, layers, mask)
+        x, layers, _ = model.decoder.step(output[:, -1], position, layers, mask, beam_size)
         return model.final_layer(x), (layers, mask)  # [batch, vocab]
 
-    return (model.decoder.init_cache(enc_output), padding_mask), step
+    return (model.decoder.init_cache(enc_output, beam_size), padding_mask), step
 
 
 def full_step(model, enc_output, padding_mask):
@@ -85,7 +88,6 @@ class BeamState(NamedTuple):
     finished: tf.Tensor  # [going, k, width] int32 best k ended hypotheses, PAD after EOS
     finished_scores: tf.Tensor  # [going, k] float32 their sums of log-probabilities
     finished_norm: tf.Tensor  # [going, k] float32 the same over the length penalty, best first
-    greedy: tf.Tensor  # [going, 1, width] int32 the greedy hypothesis, finished from the start
     budgets: tf.Tensor  # [going] int32
     rows: tf.Tensor  # [going] int32
     cache: tuple  # decoder cache and padding mask, k rows per sentence going
@@ -140,13 +142,20 @@ def _pad_last(sequences, width):
     return tf.pad(sequences, padding)
 
 
-def _retire(state, done, results, beam_size=1):
+def _greedy_cache_rows(cache, hypotheses, sentences):
+    """The greedy searches' cache at the rows `sentences`: one row per sentence."""
+    return _rows(cache, sentences)
+
+
+def _retire(state, done, results, beam_size=1, cache_rows=_greedy_cache_rows):
     """The sentences `done` leave the search.
 
     `results()` (called only when some sentence is done) returns (tokens, scores), one row per
     sentence going; the rows of the sentences done are written into the state's results at
-    their batch rows. The others keep their rows of every per-sentence field and their
-    `beam_size` rows each of the cache. Nothing is copied on a step where none is done.
+    their batch rows. The others keep their rows of every per-sentence field, and of the
+    cache what `cache_rows(cache, hypotheses, sentences)` keeps: their `beam_size`
+    hypotheses' rows, and their own rows of what is kept once per sentence. Nothing is
+    copied on a step where none is done.
     """
 
     def retire():
@@ -163,7 +172,7 @@ def _retire(state, done, results, beam_size=1):
             result_scores=tf.tensor_scatter_nd_update(
                 state.result_scores, at, tf.gather(scores, ended)
             ),
-            cache=_rows(state.cache, kept_rows),
+            cache=cache_rows(state.cache, kept_rows, kept),
             **{name: tf.gather(getattr(state, name), kept) for name in _per_sentence(state)},
         )
 
@@ -201,7 +210,6 @@ def greedy_search(
     sampling_topk=0,
     sampling_temperature=1.0,
     seed=None,
-    encoded=None,
 ):
     """Greedy decoding (or sampling, with `sampling_topk` > 0).
 
@@ -218,7 +226,6 @@ def greedy_search(
             probable; -1 samples from the whole distribution.
         sampling_temperature: float, divides the logits before sampling.
         seed: optional [2] int32 seed for reproducible sampling.
-        encoded: optional `run_encoder(model, source)`, when the caller has it already.
 
     Returns:
         tokens: [batch, max(max_lengths)] int32 without the leading BOS; PAD after EOS.
@@ -226,7 +233,7 @@ def greedy_search(
     """
     batch = tf.shape(source)[0]
     width = tf.reduce_max(max_lengths)
-    enc_output, padding_mask = encoded or run_encoder(model, source)
+    enc_output, padding_mask = run_encoder(model, source)
     step_cache, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
     seed = tf.constant([0, 0], tf.int32) if seed is None else seed
 
@@ -304,7 +311,7 @@ def _grow(state, step_fn, k):
 
 def _keep_alive(state, candidates, cache, reorder_cache, k):
     """The best k candidates that did not end stay alive, with their rows of the cache.
-    Hypotheses move only among their sentence's k rows, so the padding mask stays."""
+    Hypotheses move only among their sentence's k rows: what is kept per sentence stays."""
     alive_scores, keep = tf.math.top_k(
         tf.where(candidates.ended, MASK_NEGATIVE, candidates.scores), k=k
     )
@@ -319,13 +326,12 @@ def _keep_alive(state, candidates, cache, reorder_cache, k):
 
 
 def _finish(state, candidates, alpha, k):
-    """The candidates that ended join the finished hypotheses (the greedy one is there
-    already); the best k by normalised score stay."""
+    """The candidates that ended join the finished hypotheses; the best k by normalised
+    score stay."""
     width = tf.shape(state.finished)[-1]
     sequences = _pad_last(candidates.sequences, width)
-    is_greedy = tf.reduce_all(tf.equal(sequences, state.greedy), axis=2)
     norm = tf.where(
-        candidates.ended & ~is_greedy,
+        candidates.ended,
         candidates.scores / length_penalty(state.position + 1, alpha),
         MASK_NEGATIVE,
     )
@@ -339,7 +345,7 @@ def _finish(state, candidates, alpha, k):
     )
 
 
-def _continue(state, alpha, n_best, k):
+def _continue(state, alpha, n_best, k, cache_rows):
     """The next position, without the sentences done: at their budget, or when their best
     live hypothesis cannot beat their n-th best finished one (the length penalty grows
     with length, so the budget bounds the best a live hypothesis could reach)."""
@@ -352,6 +358,7 @@ def _continue(state, alpha, n_best, k):
         done,
         lambda: (state.finished[:, :n_best, 1:], state.finished_scores[:, :n_best]),
         beam_size=k,
+        cache_rows=cache_rows,
     )
 
 
@@ -359,11 +366,8 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     """Beam search with the GNMT length penalty.
 
     Hypotheses are ranked by (sum of token log-probabilities) / length_penalty(length,
-    alpha); alpha 0 ranks by the sum alone. The greedy hypothesis enters the finished pool
-    first: plain beam search can prune the greedy path early and end below it, this one
-    never ranks its best below greedy's (and a good early hypothesis lets it stop sooner).
-    A sentence leaves the batch once none of its live hypotheses can beat its n-th best
-    finished one.
+    alpha); alpha 0 ranks by the sum alone. A sentence leaves the batch once none of its
+    live hypotheses can beat its n-th best finished one (or at its budget).
 
     Args:
         model, source, max_lengths: as `greedy_search`.
@@ -377,34 +381,32 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     """
     batch, k = tf.shape(source)[0], beam_size
     enc_output, padding_mask = run_encoder(model, source)
-    # Every sentence's encoder output (and mask) repeated for each beam.
-    cache, step_fn = cached_step(
-        model, tf.repeat(enc_output, k, axis=0), tf.repeat(padding_mask, k, axis=0)
-    )
-    greedy, greedy_scores = greedy_search(
-        model, source, max_lengths, encoded=(enc_output, padding_mask)
-    )
-    # [batch, 1, width]: BOS, then greedy_search's max(max_lengths) tokens.
-    greedy = tf.concat([tf.fill([batch, 1], BOS_ID), greedy], 1)[:, tf.newaxis]
-    width = tf.shape(greedy)[-1]
-    greedy_lengths = tf.reduce_sum(tf.cast(greedy[:, 0, 1:] != PAD_ID, tf.int32), axis=1)
-    greedy_norm = greedy_scores / length_penalty(greedy_lengths, alpha)
-    others = tf.fill([batch, k - 1], MASK_NEGATIVE)  # the k - 1 beams not yet used
+    cache, step_fn = cached_step(model, enc_output, padding_mask, beam_size=k)
+
+    def cache_rows(cache, hypotheses, sentences):
+        layers, padding_mask = cache
+        return (
+            model.decoder.reorder_cache(layers, hypotheses, sentences),
+            tf.gather(padding_mask, sentences),
+        )
+
+    width = tf.reduce_max(max_lengths) + 1  # BOS and the longest budget
+    unused = tf.fill([batch, k], MASK_NEGATIVE)  # scores of no hypothesis
 
     def body(state):
         candidates, cache = _grow(state, step_fn, k)
         state = _keep_alive(state, candidates, cache, model.decoder.reorder_cache, k)
         state = _finish(state, candidates, alpha, k)
-        return _continue(state, alpha, n_best, k)
+        return _continue(state, alpha, n_best, k, cache_rows)
 
     start = BeamState(
         position=tf.constant(0),
         alive=tf.fill([batch, k, 1], BOS_ID),
-        alive_scores=tf.concat([tf.zeros([batch, 1]), others], axis=1),
-        finished=tf.concat([greedy, tf.fill([batch, k - 1, width], PAD_ID)], 1),
-        finished_scores=tf.concat([greedy_scores[:, tf.newaxis], others], axis=1),
-        finished_norm=tf.concat([greedy_norm[:, tf.newaxis], others], axis=1),
-        greedy=greedy,
+        # one live hypothesis (BOS) to start from: the other k - 1 rows are not used yet
+        alive_scores=tf.concat([tf.zeros([batch, 1]), unused[:, 1:]], axis=1),
+        finished=tf.fill([batch, k, width], PAD_ID),
+        finished_scores=unused,
+        finished_norm=unused,
         budgets=max_lengths,
         rows=tf.range(batch),
         cache=cache,

@@ -38,18 +38,32 @@ def scaled_dot_product_attention(q, k, v, mask=None, dropout=None):
     return output, weights
 
 
-def one_position_attention(q, k, v, mask=None):
-    """`scaled_dot_product_attention` of one query position, as products summed over the
-    depth and over the keys instead of matrix products of one row (decoding runs this once
-    per layer and step, for every hypothesis: thousands of tiny matmuls otherwise).
+def one_position_attention(q, k, v, mask=None, group=1):
+    """`scaled_dot_product_attention` of one query position per row (decoding runs this once
+    per layer and step, for every hypothesis).
 
-    Args: q [..., 1, depth], k and v [..., k_len, depth], mask broadcastable to
-    [..., 1, k_len]. Returns (output [..., 1, depth], weights [..., 1, k_len]).
+    With `group` 1, as products summed over the depth and over the keys instead of matrix
+    products of one row (thousands of tiny matmuls otherwise). With `group` g > 1, each
+    g consecutive rows of `q` share one row of `k` and `v`: beam search's hypotheses of a
+    sentence attend to that sentence's encoder output, kept once rather than once per
+    hypothesis, as one product of the g queries per sentence and head.
+
+    Args: q [batch * group, heads, 1, depth]; k and v [batch, heads, k_len, depth]; mask
+    broadcastable to [batch, 1, 1, k_len]. Returns (output [batch * group, heads, 1,
+    depth], weights [batch * group, heads, 1, k_len]).
     """
-    products = tf.reduce_sum(q * k, axis=-1)[..., tf.newaxis, :]  # [..., 1, k_len]
-    weights = _attention_weights(products, k, mask)
-    mixed = tf.cast(weights, v.dtype)[..., 0, :, tf.newaxis] * v  # [..., k_len, depth]
-    return tf.reduce_sum(mixed, axis=-2, keepdims=True), weights
+    if group == 1:
+        products = tf.reduce_sum(q * k, axis=-1)[..., tf.newaxis, :]  # [..., 1, k_len]
+        weights = _attention_weights(products, k, mask)
+        mixed = tf.cast(weights, v.dtype)[..., 0, :, tf.newaxis] * v  # [..., k_len, depth]
+        return tf.reduce_sum(mixed, axis=-2, keepdims=True), weights
+    heads, depth = q.shape[1], q.shape[-1]
+    grouped = tf.reshape(q, [-1, group, heads, depth])  # [batch, group, heads, depth]
+    products = tf.einsum("bghd,bhsd->bhgs", grouped, k)
+    weights = _attention_weights(products, k, mask)  # [batch, heads, group, k_len]
+    output = tf.einsum("bhgs,bhsd->bghd", tf.cast(weights, v.dtype), v)
+    weights = tf.reshape(tf.transpose(weights, [0, 2, 1, 3]), [-1, heads, 1, tf.shape(k)[2]])
+    return tf.reshape(output, tf.shape(q)), weights
 
 
 class MultiHeadAttention(tf.keras.layers.Layer):
@@ -112,12 +126,13 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         the encoder output once per sentence and appends those of each new position."""
         return self.split_heads(self.wk(key)), self.split_heads(self.wv(value))
 
-    def attend(self, query, k, v, attention_mask=None, training=None):
+    def attend(self, query, k, v, attention_mask=None, training=None, group=1):
         """Attention of `query` [batch, q_len, d_model] (or one position, [batch, d_model])
-        over projected keys and values."""
+        over projected keys and values (for one position, `group` rows of the query per
+        row of the keys and values: see `one_position_attention`)."""
         q = self.split_heads(self.wq(query))  # [batch, heads, q_len, depth]
         if query.shape.rank == 2:  # one position: decoding, so no dropout
-            output, weights = one_position_attention(q, k, v, attention_mask)
+            output, weights = one_position_attention(q, k, v, attention_mask, group)
             return self.dense(self.merge_heads(output, True)), weights
         dropout = None
         if self.weights_dropout is not None:

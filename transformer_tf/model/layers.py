@@ -293,11 +293,13 @@ class DecoderLayer(_TransformerLayer):
         # weights2 [batch, heads, tar_len, inp_len]
         return x, weights1, weights2
 
-    def init_cache(self, enc_output):
-        """Decoding state for `step`: the encoder output's keys and values (computed once)
-        and empty self-attention keys and values."""
+    def init_cache(self, enc_output, beam_size=1):
+        """Decoding state for `step`: the encoder output's keys and values (computed once,
+        a row per sentence) and empty self-attention keys and values (`beam_size` rows per
+        sentence, one per hypothesis)."""
         memory_key, memory_value = self.cross_attention.project_key_value(enc_output, enc_output)
-        empty = memory_key[:, :, :0, :]  # [batch, heads, 0, depth]
+        # [batch * beam_size, heads, 0, depth]
+        empty = tf.repeat(memory_key[:, :, :0, :], beam_size, axis=0)
         return {
             "self_key": empty,
             "self_value": empty,
@@ -306,22 +308,23 @@ class DecoderLayer(_TransformerLayer):
         }
 
     @staticmethod
-    def reorder_cache(cache, indices):
-        """The cache of the hypotheses `indices` (beam search): only the self-attention
-        entries depend on the hypothesis; the encoder's keys and values are the same for
-        every hypothesis of a sentence and stay where they are."""
-        return {
-            **cache,
-            "self_key": tf.gather(cache["self_key"], indices),
-            "self_value": tf.gather(cache["self_value"], indices),
-        }
+    def reorder_cache(cache, indices, sentences=None):
+        """The cache of the hypotheses `indices` (beam search). The self-attention entries
+        have a row per hypothesis; the encoder's keys and values a row per sentence, shared
+        by its hypotheses (see `one_position_attention`): they stay where they are, or
+        become the rows `sentences` when some are given (sentences leaving the search)."""
+        rows = {"self_key": indices, "self_value": indices}
+        if sentences is not None:
+            rows.update(memory_key=sentences, memory_value=sentences)
+        return {**cache, **{name: tf.gather(cache[name], at) for name, at in rows.items()}}
 
-    def step(self, x, cache, padding_mask=None):
+    def step(self, x, cache, padding_mask=None, beam_size=1):
         """One new position, attending to the cached earlier ones (inference only).
 
-        x: [batch, d_model]. Returns the output [batch, d_model], the cache with this
-        position's keys and values appended, and the encoder-decoder attention weights
-        [batch, heads, 1, inp_len].
+        x: [batch * beam_size, d_model], a row per hypothesis (see `init_cache`). Returns
+        the output [batch * beam_size, d_model], the cache with this position's keys and
+        values appended, and the encoder-decoder attention weights [batch * beam_size,
+        heads, 1, inp_len].
         """
         h = self.sublayer_input(x, self.layernorm1)
         key, value = self.self_attention.project_key_value(h, h)
@@ -332,7 +335,7 @@ class DecoderLayer(_TransformerLayer):
         x = self.residual(x, attn1, self.layernorm1)
         h = self.sublayer_input(x, self.layernorm2)
         attn2, weights2 = self.cross_attention.attend(
-            h, cache["memory_key"], cache["memory_value"], padding_mask
+            h, cache["memory_key"], cache["memory_value"], padding_mask, group=beam_size
         )
         x = self.residual(x, attn2, self.layernorm2)
         x = self.residual(

@@ -139,26 +139,26 @@ class Decoder(_LayerStack):
             weights[decoder_attention_key(i + 1, 2)] = block2
         return self.normalize_output(x), weights
 
-    def init_cache(self, enc_output):
+    def init_cache(self, enc_output, beam_size=1):
         """Per-layer decoding state for `step` (see `DecoderLayer.init_cache`)."""
-        return [layer.init_cache(enc_output) for layer in self.dec_layers]
+        return [layer.init_cache(enc_output, beam_size) for layer in self.dec_layers]
 
-    def reorder_cache(self, cache, indices):
+    def reorder_cache(self, cache, indices, sentences=None):
         """`cache` for the hypotheses at rows `indices` (see `DecoderLayer.reorder_cache`)."""
         return [
-            layer.reorder_cache(layer_cache, indices)
+            layer.reorder_cache(layer_cache, indices, sentences)
             for layer, layer_cache in zip(self.dec_layers, cache)
         ]
 
-    def step(self, ids, position, cache, padding_mask=None):
-        """Decode one position incrementally: ids [batch] at `position` -> output
-        [batch, d_model], updated cache, {"decoder_layer{i}_block2": encoder-decoder
-        attention weights [batch, heads, 1, inp_len]}."""
+    def step(self, ids, position, cache, padding_mask=None, beam_size=1):
+        """Decode one position incrementally: ids [batch * beam_size] at `position` ->
+        output [batch * beam_size, d_model], updated cache, {"decoder_layer{i}_block2":
+        encoder-decoder attention weights [batch * beam_size, heads, 1, inp_len]}."""
         x = self.embedding.embed_position(ids, position)
         new_cache, weights = [], {}
         for i, (layer, layer_cache) in enumerate(zip(self.dec_layers, cache)):
             x, layer_cache, weights[decoder_attention_key(i + 1, 2)] = layer.step(
-                x, layer_cache, padding_mask
+                x, layer_cache, padding_mask, beam_size
             )
             new_cache.append(layer_cache)
         return self.normalize_output(x), new_cache, weights
