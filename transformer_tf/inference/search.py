@@ -90,7 +90,7 @@ class BeamState(NamedTuple):
     finished_norm: tf.Tensor  # [going, k] float32 the same over the length penalty, best first
     budgets: tf.Tensor  # [going] int32
     rows: tf.Tensor  # [going] int32
-    cache: tuple  # decoder cache and padding mask, k rows per sentence going
+    cache: tuple  # decoder cache (see `cached_step`) and padding mask
     result_tokens: tf.Tensor  # [batch, n_best, width - 1] int32, without BOS
     result_scores: tf.Tensor  # [batch, n_best] float32
 
