@@ -36,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 
 from transformer_tf.config import config_from_dict  # noqa: E402
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, add_bos_eos  # noqa: E402
-from transformer_tf.model.masks import create_masks  # noqa: E402
+from transformer_tf.inference.search import sequence_scores  # noqa: E402
 from transformer_tf.runner import Runner  # noqa: E402
 
 from common import TUTORIAL_SIZE  # noqa: E402
@@ -132,19 +132,8 @@ def tutorial_translator(translator):
 def model_scores(translator, sentences, outputs):
     """The model's summed log-probability of each output given its sentence."""
     source, _ = translator.encode(tf.constant(sentences))
-    target = add_bos_eos(translator.target_tokenizer.tokenize(tf.constant(outputs)), bos=True)
-    target = target.to_tensor()
-    inputs, labels = target[:, :-1], target[:, 1:]
-    masks = dict(
-        zip(
-            ("enc_padding_mask", "look_ahead_mask", "dec_padding_mask"),
-            create_masks(source, inputs),
-        )
-    )
-    logits, _ = translator.model(source, inputs, training=False, **masks)
-    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-    token_scores = tf.gather(log_probs, labels, batch_dims=2)
-    return tf.reduce_sum(token_scores * tf.cast(labels > 0, tf.float32), axis=1).numpy()
+    targets = add_bos_eos(translator.target_tokenizer.tokenize(tf.constant(outputs)), bos=False)
+    return sequence_scores(translator.model, source, targets.to_tensor()).numpy()
 
 
 def main(argv=None):

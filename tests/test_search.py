@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from transformer_tf.data.sources import load_splits
 from transformer_tf.inference import search
-from transformer_tf.model.masks import create_masks
 from transformer_tf.run_dir import RunDir
 from transformer_tf.runner import Runner
 
@@ -50,22 +49,6 @@ def test_beam_of_one_is_greedy(translator, batch):
     np.testing.assert_allclose(beam_scores[:, 0], greedy_scores, atol=1e-4)
 
 
-def _model_scores(model, source, hypotheses):
-    """The model's summed log-probability of each hypothesis (ids ending with EOS)."""
-    width = max(len(h) for h in hypotheses)
-    labels = tf.constant([h + [0] * (width - len(h)) for h in hypotheses])
-    inputs = tf.concat([tf.fill([len(hypotheses), 1], 2), labels[:, :-1]], axis=1)  # BOS first
-    masks = dict(
-        zip(
-            ("enc_padding_mask", "look_ahead_mask", "dec_padding_mask"),
-            create_masks(source, inputs),
-        )
-    )
-    logits, _ = model(source, inputs, training=False, **masks)
-    token_scores = tf.gather(tf.nn.log_softmax(logits), labels, batch_dims=2)
-    return tf.reduce_sum(token_scores * tf.cast(labels > 0, tf.float32), axis=1).numpy()
-
-
 def test_beam_search_returns_distinct_n_best_with_the_models_scores(translator, batch):
     _, greedy_scores = greedy_search(translator.model, *batch)
     tokens, scores = beam_search(translator.model, *batch, beam_size=4, alpha=0.0, n_best=4)
@@ -77,7 +60,9 @@ def test_beam_search_returns_distinct_n_best_with_the_models_scores(translator, 
         ended = _ended(hypotheses)
         assert len({tuple(h) for h in ended}) == len(ended)  # different hypotheses
         sources = tf.repeat(source[tf.newaxis], len(ended), axis=0)
-        rescored = _model_scores(translator.model, sources, ended)
+        width = max(len(h) for h in ended)
+        targets = tf.constant([h + [0] * (width - len(h)) for h in ended])
+        rescored = search.sequence_scores(translator.model, sources, targets).numpy()
         np.testing.assert_allclose(rescored, hypothesis_scores, atol=1e-3)
 
 

@@ -17,7 +17,12 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from transformer_tf.data.tokenizers import BOS_ID, EOS_ID, PAD_ID
-from transformer_tf.model.masks import MASK_NEGATIVE, create_look_ahead_mask, create_padding_mask
+from transformer_tf.model.masks import (
+    MASK_NEGATIVE,
+    create_look_ahead_mask,
+    create_masks,
+    create_padding_mask,
+)
 
 
 def max_output_lengths(source, ratio, offset, limit):
@@ -414,6 +419,27 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         result_scores=tf.zeros([batch, n_best]),
     )
     return _search(start, body, growing="alive")
+
+
+def sequence_scores(model, source, targets):
+    """The model's summed log-probability of each target given its source (teacher forcing):
+    what the searches report as a hypothesis' score.
+
+    source: [batch, src_len] int32; targets: [batch, len] int32 ids without BOS, ending with
+    EOS, PAD after. Returns [batch] float32.
+    """
+    inputs = tf.concat([tf.fill([tf.shape(targets)[0], 1], BOS_ID), targets[:, :-1]], axis=1)
+    masks = create_masks(source, inputs)
+    logits, _ = model(
+        source,
+        inputs,
+        training=False,
+        enc_padding_mask=masks[0],
+        look_ahead_mask=masks[1],
+        dec_padding_mask=masks[2],
+    )
+    token_scores = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), targets, batch_dims=2)
+    return tf.reduce_sum(token_scores * tf.cast(targets != PAD_ID, tf.float32), axis=1)
 
 
 def output_budgets(model, source, eval_config):

@@ -20,6 +20,7 @@ machine varies by, and the default (float32, no XLA) is the one every result her
 measured with.
 """
 
+import dataclasses
 import logging
 import time
 
@@ -35,8 +36,6 @@ PLAIN = {"precision": "float32", "jit_compile": False}
 
 def plain_settings(train_config):
     """`train_config` with each `auto` replaced by its `PLAIN` value."""
-    import dataclasses
-
     auto = {key: value for key, value in PLAIN.items() if getattr(train_config, key) == "auto"}
     return dataclasses.replace(train_config, **auto)
 
