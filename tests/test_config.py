@@ -282,3 +282,19 @@ def test_rouge_can_pick_the_best_checkpoint_and_limits_per_side():
     )
     assert config.data.length_limits() == (256, 48)
     assert config_from_dict({}).data.length_limits() == (64, 64)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["tokenizer.type=wordpiece"], "'tokenizer.sampling_alpha' samples SentencePiece"),
+        (["tokenizer.sampling_alpha=0"], "'tokenizer.sampling_alpha' must be in (0, 1]"),
+        (["tokenizer.sampling_nbest=1"], "'tokenizer.sampling_nbest' must be -1"),
+        (["tokenizer.sampling_copies=0"], "'tokenizer.sampling_copies' must be 1 or more"),
+    ],
+)
+def test_subword_sampling_settings_are_checked(settings, message, capsys):
+    assignments = ["tokenizer.sampling_alpha=0.1", *settings]
+    args = [arg for a in assignments for arg in ("--set", a)]
+    code, err = _run(capsys, ["train", "--config", str(QUICKSTART), *args])
+    assert code == 2 and message in err

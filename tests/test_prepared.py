@@ -18,6 +18,7 @@ from transformer_tf.data.pipeline import (
 )
 from transformer_tf.data.prepared import read_prepared, write_prepared
 from transformer_tf.errors import UserError
+from transformer_tf.runner import Runner
 
 from conftest import captured_log, same_text, tiny_args
 
@@ -116,3 +117,42 @@ def test_training_reads_prepared_pairs_and_trains_as_from_the_text(tmp_path, cap
     missing = ["--set", f"data.prepared_dir={tmp_path / 'nowhere'}"]
     assert main(["train", *tiny_args(text, *SHORT, "train.steps=30"), *missing]) == 2
     assert "holds no prepared pairs" in capsys.readouterr().err
+
+
+def test_sampled_segmentations_are_prepared_as_copies_and_trained_on(tmp_path, capsys):
+    """tokenizer.sampling_alpha: training prepares (once) copies of the training pairs whose
+    segmentations are drawn at random; each copy spells the same text."""
+    sampling = ["tokenizer.sampling_alpha=0.1", "tokenizer.sampling_copies=3"]
+    run_dir = tmp_path / "sampled"
+    with captured_log() as log:
+        args = tiny_args(run_dir, *SHORT, *sampling)
+        assert main(["train", *args, "--no-eval", "--no-export"]) == 0
+    assert any("drawing 3 segmentations of every training pair" in m for m in log)
+    assert any("training on 6,000 pairs" in m for m in log)  # 3 copies of 2,000
+
+    runner = Runner.from_run_dir(run_dir)
+    rows = _rows(runner.training_pairs().stream(0, 1))
+    copies = [rows[:2000], rows[2000:4000], rows[4000:]]
+    tokenizer = runner.tokenizers()[1]
+    text = runner.training_text().dataset()
+    best = _rows(TextPairs(text, *runner.tokenizers(), source_cut=256).stream(0, 1))
+    for side in (0, 1):
+        differ = sum(a[side] != b[side] for a, b in zip(copies[0], copies[1]))
+        assert differ > 1000  # most sentences are segmented otherwise in another copy
+        assert sum(a[side] != b[side] for a, b in zip(copies[0], best)) > 1000
+    for copy in copies:  # the same target text in every copy
+        for sampled, exact in list(zip(copy, best))[:50]:
+            spelled = tokenizer.detokenize(tf.ragged.constant([sampled[1][1:-1], exact[1][1:-1]]))
+            assert spelled[0].numpy() == spelled[1].numpy()
+
+    # A second run of the same settings finds them; other sampling settings are refused.
+    with captured_log() as log:
+        args = tiny_args(run_dir, *SHORT, *sampling, "train.steps=30")
+        assert main(["train", *args, "--no-eval", "--no-export"]) == 0
+    assert not any("drawing" in m for m in log)
+    other = ["tokenizer.sampling_alpha=0.2", "train.steps=40"]
+    assert main(["train", *tiny_args(run_dir, *SHORT, *other), "--no-eval"]) == 2
+    assert "tokenizer.sampling_alpha=0.1, but the config asks for 0.2" in capsys.readouterr().err
+    elsewhere = [*other, f"data.prepared_dir={run_dir / 'prepared'}"]
+    assert main(["train", *tiny_args(tmp_path / "other", *SHORT, *elsewhere), "--no-eval"]) == 2
+    assert "tokenizer sampling" in capsys.readouterr().err

@@ -134,6 +134,13 @@ class TokenizerConfig:
     # sentences the vocabulary is built from: a larger training split is sampled (uniformly,
     # reproducibly), so vocabulary time and memory stop growing with the corpus
     sample_size: int = 1_000_000
+    # sentencepiece: subword regularization (Kudo, 2018): training reads its pairs tokenized
+    # sampling_copies times (prepared once; an epoch is all the copies), each segmentation
+    # drawn at random, while validation, test and serving keep the best one. The draw's
+    # smoothing (bpe: the probability of dropping a merge); None: off
+    sampling_alpha: Optional[float] = None
+    sampling_nbest: int = 64  # segmentations a draw chooses from: the best 64 (-1: all)
+    sampling_copies: int = 16  # segmentations drawn of every training pair
 
 
 @dataclass
@@ -456,6 +463,26 @@ def _check(config, source):
             f"{source}: 'tokenizer.lowercase' needs 'tokenizer.type: sentencepiece' (WordPiece's "
             "lower-casing also strips accents); lower-case the text files instead."
         )
+    tok = config.tokenizer
+    if tok.sampling_alpha is not None:
+        if tok.type != "sentencepiece":
+            raise ConfigError(
+                f"{source}: 'tokenizer.sampling_alpha' samples SentencePiece segmentations; set "
+                "'tokenizer.type: sentencepiece' or remove sampling_alpha."
+            )
+        if not 0.0 < tok.sampling_alpha <= 1.0:
+            raise ConfigError(
+                f"{source}: 'tokenizer.sampling_alpha' must be in (0, 1], got {tok.sampling_alpha}."
+            )
+        if tok.sampling_nbest != -1 and tok.sampling_nbest < 2:
+            raise ConfigError(
+                f"{source}: 'tokenizer.sampling_nbest' must be -1 (all segmentations) or 2 or "
+                f"more, got {tok.sampling_nbest}."
+            )
+        if tok.sampling_copies < 1:
+            raise ConfigError(
+                f"{source}: 'tokenizer.sampling_copies' must be 1 or more, got {tok.sampling_copies}."
+            )
     if m.share_embeddings == "all" and not config.tokenizer.shared:
         raise ConfigError(
             f"{source}: 'model.share_embeddings: all' ties the source and target "

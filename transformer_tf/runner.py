@@ -247,33 +247,70 @@ class Runner:
         """Where `prepare` writes the training pairs and training looks for them."""
         return Path(self.config.data.prepared_dir or self.run_dir.prepared)
 
+    def _sampling(self):
+        """(alpha, nbest, copies) of `tokenizer.sampling_alpha`; None when it is off."""
+        tok = self.config.tokenizer
+        if tok.sampling_alpha is None:
+            return None
+        return tok.sampling_alpha, tok.sampling_nbest, tok.sampling_copies
+
     def _fingerprint(self):
         config = self.config
-        return prepared.fingerprint(self.vocab_files(), config.model.pe_input, config.data)
+        return prepared.fingerprint(
+            self.vocab_files(), config.model.pe_input, config.data, self._sampling()
+        )
 
     def training_pairs(self, check=True):
         """The training pairs, readable as input streams: those `prepare` wrote, when there
         are some (`PreparedPairs`), else the training text, tokenized as it is read
         (`TextPairs`; with `check`, read once first so that a bad line stops the run now:
-        the chief checks, the other workers need not)."""
+        the chief checks, the other workers need not). Sampled segmentations
+        (`tokenizer.sampling_alpha`) are always prepared: the chief (`check`) prepares
+        them if it finds none."""
         found = prepared.read_prepared(self.prepared_dir(), self._fingerprint())
         if found:
             log.info("training on the prepared pairs in '%s'", self.prepared_dir())
             return found
-        if self.config.data.prepared_dir:
+        if self.config.data.prepared_dir or (self._sampling() and not check):
             raise UserError(
-                f"data.prepared_dir '{self.config.data.prepared_dir}' holds no prepared pairs "
-                "(no manifest.json); run transformer-tf prepare --config ... first."
+                f"'{self.prepared_dir()}' (data.prepared_dir) holds no prepared pairs (no manifest.json); run "
+                "transformer-tf prepare --config ... first."
             )
+        if self._sampling():
+            self._write_prepared(shards=8)
+            return self.training_pairs(check)
         return self._text_pairs(check)
 
     def _text_pairs(self, check=True):
         """The training text as `TextPairs`; with `check`, read once first, so that a
-        malformed line stops here, not inside the training loop."""
+        malformed line stops here, not inside the training loop. With
+        `tokenizer.sampling_alpha`, the text repeated `sampling_copies` times, each
+        segmentation drawn at random."""
         text = self.training_text()
         if check:
             text.check()
-        return TextPairs(text.dataset(), *self.tokenizers(), self.config.model.pe_input)
+        texts, tokenizers = text.dataset(), self.tokenizers()
+        if self._sampling():
+            alpha, nbest, copies = self._sampling()
+            texts = texts.repeat(copies)
+            tokenizers = [tokenizer.sampling(nbest, alpha) for tokenizer in tokenizers]
+        return TextPairs(texts, *tokenizers, self.config.model.pe_input)
+
+    def _write_prepared(self, shards):
+        """`prepare`'s work, in a run whose vocabularies and model config are settled."""
+        directory = self.prepared_dir()
+        if self._sampling():
+            alpha, nbest, copies = self._sampling()
+            log.info(
+                "drawing %d segmentations of every training pair (sentencepiece sampling, "
+                "alpha %g, nbest %d)",
+                copies,
+                alpha,
+                nbest,
+            )
+        log.info("writing the training pairs as ids into %d files in '%s'", shards, directory)
+        pairs = self._text_pairs().stream(0, 1)
+        return prepared.write_prepared(pairs, directory, shards, self._fingerprint())
 
     def prepare(self, shards: int = 8) -> dict:
         """Tokenize the training split once into `shards` TFRecord files of ids, with a
@@ -287,10 +324,7 @@ class Runner:
             self.build_vocab()
             self._resolve_model_config()
             self.run_dir.check_same_model(self.config)
-            pairs = self._text_pairs().stream(0, 1)
-            directory = self.prepared_dir()
-            log.info("writing the training pairs as ids into %d files in '%s'", shards, directory)
-            return prepared.write_prepared(pairs, directory, shards, self._fingerprint())
+            return self._write_prepared(shards)
         finally:
             self.run_dir.release_lock()
 

@@ -54,15 +54,17 @@ _BATCHING = (
 )
 
 
-def fingerprint(vocab_files, source_cut, data_config):
+def fingerprint(vocab_files, source_cut, data_config, sampling=None):
     """What the ids depend on: the tokenizer files' bytes, where sources are cut
-    (`model.pe_input`) and the data settings that choose the training pairs. Prepared
-    pairs with another fingerprint are refused."""
+    (`model.pe_input`), the data settings that choose the training pairs and, when the
+    segmentations are sampled, how (`sampling`: (alpha, nbest, copies)). Prepared pairs
+    with another fingerprint are refused."""
     digest = hashlib.sha256()
     for path in vocab_files:
         digest.update(Path(path).read_bytes())
     data = {k: v for k, v in dataclasses.asdict(data_config).items() if k not in _BATCHING}
-    digest.update(json.dumps([source_cut, data], sort_keys=True, default=str).encode())
+    chosen = [source_cut, data] if sampling is None else [source_cut, data, list(sampling)]
+    digest.update(json.dumps(chosen, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 
@@ -143,8 +145,8 @@ def read_prepared(directory, fingerprint):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("fingerprint") != fingerprint:
         raise UserError(
-            f"'{directory}' holds training pairs prepared from other data, tokenizers or "
-            "model.pe_input than this run's; prepare them again (transformer-tf prepare "
+            f"'{directory}' holds training pairs prepared from other data, tokenizers, "
+            "tokenizer sampling or model.pe_input than this run's; prepare them again (transformer-tf prepare "
             "--config ...) or delete that folder to train from the text."
         )
     if manifest.get("format") != 4:

@@ -156,14 +156,27 @@ class SentencePieceTokenizer(_Tokenizer):
 
     kind = "sentencepiece"
 
-    def __init__(self, model_proto, name=None):
+    def __init__(self, model_proto, name=None, nbest_size=0, alpha=1.0):
         super().__init__(name=name)
+        self._model_proto = model_proto
         # A distinct op name per tokenizer: in a loaded SavedModel, unnamed SentencePiece
         # resources collapse into one, and the target side would use the source model.
         self._tokenizer = tf_text.SentencepieceTokenizer(
-            model=model_proto, out_type=tf.int32, name=f"{name or 'tokenizer'}_sentencepiece"
+            model=model_proto,
+            out_type=tf.int32,
+            nbest_size=nbest_size,
+            alpha=alpha,
+            name=f"{name or 'tokenizer'}_sentencepiece",
         )
         self.vocab_size = int(self._tokenizer.vocab_size())
+
+    def sampling(self, nbest_size, alpha):
+        """This model drawing every segmentation at random (subword regularization):
+        from the `nbest_size` best (-1: all) with smoothing `alpha` (a bpe model drops
+        each merge with probability `alpha`). Not seeded: draws differ from call to call."""
+        return SentencePieceTokenizer(
+            self._model_proto, name=f"{self.name}_sampling", nbest_size=nbest_size, alpha=alpha
+        )
 
     @classmethod
     def from_file(cls, path, name=None):
