@@ -481,7 +481,8 @@ def _check(config, source):
             )
         if tok.sampling_copies < 1:
             raise ConfigError(
-                f"{source}: 'tokenizer.sampling_copies' must be 1 or more, got {tok.sampling_copies}."
+                f"{source}: 'tokenizer.sampling_copies' must be 1 or more, "
+                f"got {tok.sampling_copies}."
             )
     if m.share_embeddings == "all" and not config.tokenizer.shared:
         raise ConfigError(

@@ -273,8 +273,8 @@ class Runner:
             return found
         if self.config.data.prepared_dir or (self._sampling() and not check):
             raise UserError(
-                f"'{self.prepared_dir()}' (data.prepared_dir) holds no prepared pairs (no manifest.json); run "
-                "transformer-tf prepare --config ... first."
+                f"'{self.prepared_dir()}' (data.prepared_dir) holds no prepared pairs "
+                "(no manifest.json); run transformer-tf prepare --config ... first."
             )
         if self._sampling():
             self._write_prepared(shards=8)

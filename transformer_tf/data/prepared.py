@@ -146,8 +146,8 @@ def read_prepared(directory, fingerprint):
     if manifest.get("fingerprint") != fingerprint:
         raise UserError(
             f"'{directory}' holds training pairs prepared from other data, tokenizers, "
-            "tokenizer sampling or model.pe_input than this run's; prepare them again (transformer-tf prepare "
-            "--config ...) or delete that folder to train from the text."
+            "tokenizer sampling or model.pe_input than this run's; prepare them again "
+            "(transformer-tf prepare --config ...) or delete that folder to train from the text."
         )
     if manifest.get("format") != 4:
         raise UserError(
