@@ -294,7 +294,9 @@ def qa_records(english, german):
 @pytest.fixture(scope="session")
 def trained_fields_run(tmp_path_factory):
     """A tiny run on JSON records with a two-field template, scored with ROUGE as well,
-    choosing its best checkpoint by ROUGE-L; exported with named inputs."""
+    choosing its best checkpoint by ROUGE-L; exported with named inputs. Its model copies
+    from the source (one vocabulary, `model.copy_attention`), as a question-answering
+    model may."""
     from transformer_tf.cli import main
     from transformer_tf.data import synthetic
 
@@ -315,6 +317,8 @@ def trained_fields_run(tmp_path_factory):
         "train.best_metric=rouge_l",
         "train.eval_every=100",
         "eval.max_sentences=20",
+        "tokenizer.shared=true",
+        "model.copy_attention=true",
     )
     assert main(["train", *args]) == 0
     return run_dir

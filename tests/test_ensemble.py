@@ -31,7 +31,7 @@ def test_each_step_is_the_log_of_the_mean_of_the_members_probabilities():
     enc_output, padding_mask = search.run_encoder(ensemble, inp)
     cache = ensemble.decoder.init_cache(enc_output)
     x, _, _ = ensemble.decoder.step(tar[:, 0], tf.constant(0), cache, padding_mask)
-    combined = ensemble.final_layer(x).numpy()
+    combined = ensemble.output_logits(x).numpy()
     probabilities = [
         tf.nn.softmax(m(inp, tar[:, :1], training=False)[0][:, 0]).numpy() for m in members
     ]

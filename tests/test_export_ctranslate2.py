@@ -42,3 +42,9 @@ def test_ctranslate2_export_decodes_greedily_as_the_package_does(
         assert target_sp.decode(result[0].hypotheses[0][: budget - 1]) == translation
     assert main([*command, "--tokenizer", "none"]) == 2
     assert "drop --tokenizer" in capsys.readouterr().err
+
+
+def test_a_copying_model_is_refused_in_one_sentence(trained_fields_run, tmp_path, capsys):
+    command = ["export", "--run-dir", str(trained_fields_run), "--format", "ctranslate2"]
+    assert main([*command, "--output", str(tmp_path / "ct2")]) == 2
+    assert "CTranslate2 has no copy attention" in capsys.readouterr().err

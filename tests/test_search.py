@@ -113,6 +113,25 @@ def test_cached_greedy_equals_recomputing_the_decoder_with_tied_pre_norm(trained
     np.testing.assert_allclose(cached_scores, full_scores, atol=1e-4)
 
 
+def test_a_copying_model_decodes_with_the_scores_of_its_forward_pass(trained_fields_run):
+    # The cached step mixes in the copy distribution apart from the model's call: its
+    # attention rows, source rows and beam rows must be the call's.
+    config = RunDir(trained_fields_run).read_config()
+    translator = Runner(config).translator()
+    model = translator.model
+    assert model.copy_attention
+    sources = load_splits(config.data)["test"].sources
+    batch = translator.encode(tf.constant(sources[:12]))
+    cached, cached_scores = greedy_search(model, *batch, cache=True)
+    full, full_scores = greedy_search(model, *batch, cache=False)
+    assert _ended(cached) == _ended(full)
+    np.testing.assert_allclose(cached_scores, full_scores, atol=1e-4)
+    tokens, scores = beam_search(model, *batch, beam_size=3, alpha=0.0, n_best=3)
+    for rank in range(3):
+        rescored = search.sequence_scores(model, batch[0], tokens[:, rank])
+        np.testing.assert_allclose(scores[:, rank], rescored, atol=1e-3)
+
+
 def test_translate_prints_the_n_best(trained_run, capsys):
     from transformer_tf.cli import main
 

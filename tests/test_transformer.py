@@ -127,3 +127,35 @@ def test_options_round_trip_through_get_config():
         "activation_dropout": 0.2,
     }
     assert Transformer.from_config(config).get_config() == config
+
+
+def test_copy_attention_mixes_the_attention_over_source_ids_into_the_output():
+    model = small_transformer(copy_attention=True)
+    inp, tar = model_batch()
+    log_probs, attention = model(inp, tar, training=False)
+    probs = np.exp(log_probs.numpy())
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)  # a distribution per position
+
+    # The gate fully shut: the output is the last layer's attention, heads averaged, summed
+    # per source id (ids 5, 6, 7, 8, 3 and 9, 4, 3), and nothing else.
+    model.pointer_generator.gate.bias.assign([-40.0])
+    model.pointer_generator.gate.kernel.assign(tf.zeros_like(model.pointer_generator.gate.kernel))
+    probs = np.exp(model(inp, tar, training=False)[0].numpy())
+    weights = attention["decoder_layer2_block2"].numpy().mean(axis=1)  # [batch, tar, inp]
+    expected = np.zeros_like(probs)
+    for b in range(2):
+        for s, token in enumerate(inp.numpy()[b]):
+            expected[b, :, token] += weights[b, :, s]
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    assert probs[1, :, [5, 6, 7, 8]].max() < 1e-6  # the second source has none of these
+
+    # It learns: the gate and everything under the attention get gradients.
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(model(inp, tar, training=False)[0][:, :, 5])
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in gradients)
+
+
+def test_copy_attention_needs_one_vocabulary_size():
+    with pytest.raises(ValueError, match="copy_attention needs input_vocab_size"):
+        Transformer(1, 32, 4, 64, 50, 60, 40, 40, copy_attention=True)

@@ -166,6 +166,9 @@ class ModelConfig:
     norm: Literal["post", "pre"] = "post"
     attention_dropout: float = 0.0  # dropout on the attention weights
     activation_dropout: float = 0.0  # dropout after the feed-forward ReLU
+    # mix copying from the source into every output distribution (pointer-generator: the
+    # last decoder layer's attention points at source tokens); needs tokenizer.shared: true
+    copy_attention: bool = False
 
 
 @dataclass
@@ -484,6 +487,11 @@ def _check(config, source):
                 f"{source}: 'tokenizer.sampling_copies' must be 1 or more, "
                 f"got {tok.sampling_copies}."
             )
+    if m.copy_attention and not config.tokenizer.shared:
+        raise ConfigError(
+            f"{source}: 'model.copy_attention' copies source tokens into the output, which "
+            "needs one vocabulary: set 'tokenizer.shared: true'."
+        )
     if m.share_embeddings == "all" and not config.tokenizer.shared:
         raise ConfigError(
             f"{source}: 'model.share_embeddings: all' ties the source and target "

@@ -3,7 +3,7 @@
 At every step the ensemble's distribution is the mean of its members' probabilities
 (fairseq's `--path a.pt:b.pt`); greedy and beam search run on it unchanged, because an
 `Ensemble` answers the calls they make of a `Transformer`: `encoder(...)`,
-`decoder.init_cache / step / reorder_cache`, `final_layer`, `pe_input`, `pe_target`. The
+`decoder.init_cache / step / reorder_cache`, `output_logits`, `pe_input`, `pe_target`. The
 members' encoder outputs and decoder states travel side by side, concatenated on the last
 axis, so the search's per-row bookkeeping (repeat, gather) moves them together.
 """
@@ -18,7 +18,7 @@ class Ensemble(tf.Module):
 
     Args:
         models: list of two or more `Transformer`s with the same `d_model` and target
-            vocabulary (trained on the same tokenizers).
+            vocabulary (trained on the same tokenizers), without copy attention.
 
     Attention weights (`Translator.attention`) are those of the first member.
     """
@@ -26,6 +26,8 @@ class Ensemble(tf.Module):
     def __init__(self, models, name=None):
         super().__init__(name=name)
         first = models[0]
+        if any(model.copy_attention for model in models):
+            raise ValueError("ensembles of models with copy attention are not supported")
         for model in models[1:]:
             if (model.d_model, model.target_vocab_size) != (first.d_model, first.target_vocab_size):
                 raise ValueError(
@@ -44,9 +46,10 @@ class Ensemble(tf.Module):
     def variables(self):
         return [variable for model in self.models for variable in model.variables]
 
-    def final_layer(self, x):
+    def output_logits(self, x, attention_weights=None, inp=None):
         """x: the members' decoder outputs side by side, [..., members * d_model] ->
-        log of the mean of their probabilities, [..., vocab] (normalised log-probs)."""
+        log of the mean of their probabilities, [..., vocab] (normalised log-probs). The
+        attention and source ids, which a copying model would read, are not needed."""
         parts = tf.split(x, len(self.models), axis=-1)
         log_probs = [
             tf.nn.log_softmax(tf.cast(model.final_layer(part), tf.float32), axis=-1)

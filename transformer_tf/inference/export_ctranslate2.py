@@ -67,6 +67,11 @@ def _embedding(spec, positional_embedding, position_spec):
 
 def transformer_spec(model):
     """The CTranslate2 `TransformerSpec` of `model`, weights set."""
+    if model.copy_attention:
+        raise UserError(
+            "CTranslate2 has no copy attention (model.copy_attention: true): serve this "
+            "model with its SavedModel (export/) instead."
+        )
     ctranslate2 = _ctranslate2()
     spec = ctranslate2.specs.TransformerSpec.from_config(
         model.num_layers,

@@ -42,32 +42,35 @@ def run_encoder(model, source):
     return enc_output, padding_mask
 
 
-def cached_step(model, enc_output, padding_mask, beam_size=1):
+def cached_step(model, source, enc_output, padding_mask, beam_size=1):
     """(initial state, step function) feeding one new id per step. The state holds each
     decoder layer's cache (see `DecoderLayer.init_cache`: a row per hypothesis,
     `beam_size` per sentence, for the decoder's keys and values, a row per sentence for the
-    encoder's) and the source padding mask (a row per sentence)."""
+    encoder's) and, a row per sentence, the source padding mask and the source ids (which
+    `model.output_logits` copies from)."""
 
     def step(output, position, state):
-        layers, mask = state
-        x, layers, _ = model.decoder.step(output[:, -1], position, layers, mask, beam_size)
-        return model.final_layer(x), (layers, mask)  # [batch, vocab]
+        layers, (mask, source) = state
+        x, layers, weights = model.decoder.step(output[:, -1], position, layers, mask, beam_size)
+        inp = source if beam_size == 1 else tf.repeat(source, beam_size, axis=0)
+        logits = model.output_logits(x, weights, inp)  # [batch, vocab]
+        return logits, (layers, (mask, source))
 
-    return (model.decoder.init_cache(enc_output, beam_size), padding_mask), step
+    return (model.decoder.init_cache(enc_output, beam_size), (padding_mask, source)), step
 
 
-def full_step(model, enc_output, padding_mask):
+def full_step(model, source, enc_output, padding_mask):
     """(initial state, step function) re-running the decoder over all ids each step."""
 
     def step(output, position, state):
-        memory, mask = state
+        memory, (mask, source) = state
         look_ahead_mask = create_look_ahead_mask(tf.shape(output)[1])
-        dec_output, _ = model.decoder(
+        dec_output, weights = model.decoder(
             output, memory, training=False, look_ahead_mask=look_ahead_mask, padding_mask=mask
         )
-        return model.final_layer(dec_output[:, -1, :]), state
+        return model.output_logits(dec_output, weights, source)[:, -1, :], state
 
-    return (enc_output, padding_mask), step
+    return (enc_output, (padding_mask, source)), step
 
 
 class GreedyState(NamedTuple):
@@ -239,7 +242,8 @@ def greedy_search(
     batch = tf.shape(source)[0]
     width = tf.reduce_max(max_lengths)
     enc_output, padding_mask = run_encoder(model, source)
-    step_cache, step_fn = (cached_step if cache else full_step)(model, enc_output, padding_mask)
+    make_step = cached_step if cache else full_step
+    step_cache, step_fn = make_step(model, source, enc_output, padding_mask)
     seed = tf.constant([0, 0], tf.int32) if seed is None else seed
 
     def choose(logits, position):
@@ -322,11 +326,11 @@ def _keep_alive(state, candidates, cache, reorder_cache, k):
     )
     origins = tf.gather(candidates.origins, keep, batch_dims=1)  # [going, k]
     rows = tf.reshape(origins + k * tf.range(tf.shape(origins)[0])[:, tf.newaxis], [-1])
-    layers, padding_mask = cache
+    layers, per_sentence = cache
     return state._replace(
         alive=tf.gather(candidates.sequences, keep, batch_dims=1),
         alive_scores=alive_scores,
-        cache=(reorder_cache(layers, rows), padding_mask),
+        cache=(reorder_cache(layers, rows), per_sentence),
     )
 
 
@@ -386,13 +390,13 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     """
     batch, k = tf.shape(source)[0], beam_size
     enc_output, padding_mask = run_encoder(model, source)
-    cache, step_fn = cached_step(model, enc_output, padding_mask, beam_size=k)
+    cache, step_fn = cached_step(model, source, enc_output, padding_mask, beam_size=k)
 
     def cache_rows(cache, hypotheses, sentences):
-        layers, padding_mask = cache
+        layers, per_sentence = cache
         return (
             model.decoder.reorder_cache(layers, hypotheses, sentences),
-            tf.gather(padding_mask, sentences),
+            _rows(per_sentence, sentences),
         )
 
     width = tf.reduce_max(max_lengths) + 1  # BOS and the longest budget

@@ -113,6 +113,44 @@ class SharedOutputProjection(tf.keras.layers.Layer):
         return tf.reshape(logits, tf.concat([tf.shape(x)[:-1], [-1]], axis=0))
 
 
+class PointerGenerator(tf.keras.layers.Layer):
+    """Copying from the source (See et al., 2017, "Get To The Point"; fairseq's
+    `transformer_pointer_generator`): the next token's distribution is a mixture
+    p = g softmax(logits) + (1 - g) a, where a puts each source position's attention weight
+    on that position's token id and g = sigmoid(w . x + b) is read from the decoder output x.
+    Needs one vocabulary for source and target (the ids a copies are target ids).
+
+    Args:
+        vocab_size: int, the (shared) vocabulary size.
+
+    Call: (logits [batch, tar_len, vocab], decoder output [batch, tar_len, d_model],
+    attention [batch, tar_len, inp_len] (rows summing to 1), source ids [batch, inp_len]) ->
+    log p [batch, tar_len, vocab], float32: normalised log-probabilities, which serve as
+    logits wherever logits are read (their softmax is p).
+    """
+
+    def __init__(self, vocab_size, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.gate = tf.keras.layers.Dense(1, name="gate", dtype=self.dtype_policy)
+
+    def call(self, logits, x, attention, inp):
+        generate = tf.sigmoid(tf.cast(self.gate(x), tf.float32))  # [batch, tar_len, 1]
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        shape = tf.shape(attention)
+        batch, tar_len = shape[0], shape[1]
+        # Sum each row's attention per source id: one segment per (sentence, id).
+        segments = tf.reshape(inp + self.vocab_size * tf.range(batch)[:, tf.newaxis], [-1])
+        weights = tf.reshape(tf.transpose(tf.cast(attention, tf.float32), [0, 2, 1]), [-1, tar_len])
+        copied = tf.math.unsorted_segment_sum(weights, segments, batch * self.vocab_size)
+        copied = tf.transpose(tf.reshape(copied, [batch, self.vocab_size, tar_len]), [0, 2, 1])
+        mixture = generate * probs + (1.0 - generate) * copied
+        return tf.math.log(mixture + 1e-9)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size}
+
+
 class FeedForward(tf.keras.layers.Layer):
     """Position-wise feed-forward network: FFN(x) = max(0, x W1 + b1) W2 + b2 (section 3.3).
 

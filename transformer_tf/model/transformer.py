@@ -8,6 +8,7 @@ from transformer_tf.model.layers import (
     NORMS,
     DecoderLayer,
     EncoderLayer,
+    PointerGenerator,
     PositionalEmbedding,
     SharedOutputProjection,
     layer_norm,
@@ -194,6 +195,10 @@ class Transformer(tf.keras.Model):
             and a final layer norm on each stack (tensor2tensor's default).
         attention_dropout: float, dropout on the attention weights. Defaults to 0.
         activation_dropout: float, dropout after the feed-forward ReLU. Defaults to 0.
+        copy_attention: bool, mix copying from the source into every output distribution
+            (`PointerGenerator`: the last decoder layer's encoder-decoder attention, heads
+            averaged, points at source tokens); needs equal vocabulary sizes (a shared
+            vocabulary). `final_output` is then log-probabilities. Defaults to False.
 
     Example:
         >>> model = Transformer(2, 64, 4, 128, 100, 120, pe_input=50, pe_target=50)
@@ -226,6 +231,7 @@ class Transformer(tf.keras.Model):
         norm="post",
         attention_dropout=0.0,
         activation_dropout=0.0,
+        copy_attention=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -235,12 +241,15 @@ class Transformer(tf.keras.Model):
             )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
-        if share_embeddings == "all" and input_vocab_size != target_vocab_size:
-            raise ValueError(
-                "share_embeddings='all' needs input_vocab_size == "
-                f"target_vocab_size, got {input_vocab_size} and "
-                f"{target_vocab_size}."
-            )
+        for option, wanted in (
+            ("share_embeddings", share_embeddings == "all"),
+            ("copy_attention", copy_attention),
+        ):
+            if wanted and input_vocab_size != target_vocab_size:
+                raise ValueError(
+                    f"{option} needs input_vocab_size == target_vocab_size (one vocabulary), "
+                    f"got {input_vocab_size} and {target_vocab_size}."
+                )
         self.num_layers = num_layers
         self.d_model = d_model
         self.num_heads = num_heads
@@ -254,6 +263,7 @@ class Transformer(tf.keras.Model):
         self.norm = norm
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        self.copy_attention = copy_attention
         # Every sublayer takes this model's dtype policy (mixed precision: float32 weights,
         # computation in bfloat16 or float16), as KerasHub passes it down; nothing global.
         dtype = self.dtype_policy
@@ -300,6 +310,11 @@ class Transformer(tf.keras.Model):
             self.final_layer = SharedOutputProjection(
                 self.decoder.embedding.embedding, name="final_layer", dtype=dtype
             )
+        self.pointer_generator = (
+            PointerGenerator(target_vocab_size, name="pointer_generator", dtype=dtype)
+            if copy_attention
+            else None
+        )
 
     def call(
         self,
@@ -323,8 +338,26 @@ class Transformer(tf.keras.Model):
             look_ahead_mask=look_ahead_mask,
             padding_mask=dec_padding_mask,
         )
-        final_output = self.final_layer(dec_output)  # [batch, tar_len, target_vocab_size]
+        # [batch, tar_len, target_vocab_size]
+        final_output = self.output_logits(dec_output, attention_weights, inp)
         return final_output, attention_weights
+
+    def output_logits(self, dec_output, attention_weights, inp):
+        """Next-token logits of decoder outputs [batch, tar_len, d_model] (or one position,
+        [batch, d_model]): the output projection, or with `copy_attention` the
+        `PointerGenerator` mixture of it and the last layer's attention (from
+        `attention_weights`, as the decoder returns them) over the source ids `inp`
+        [batch, inp_len]."""
+        logits = self.final_layer(dec_output)
+        if self.pointer_generator is None:
+            return logits
+        last = attention_weights[decoder_attention_key(self.num_layers, 2)]
+        attention = tf.reduce_mean(last, axis=1)  # [batch, tar_len, inp_len]
+        if dec_output.shape.rank == 2:
+            return self.pointer_generator(
+                logits[:, tf.newaxis], dec_output[:, tf.newaxis], attention, inp
+            )[:, 0]
+        return self.pointer_generator(logits, dec_output, attention, inp)
 
     @property
     def _default_save_signature(self):
@@ -348,6 +381,7 @@ class Transformer(tf.keras.Model):
             "norm": self.norm,
             "attention_dropout": self.attention_dropout,
             "activation_dropout": self.activation_dropout,
+            "copy_attention": self.copy_attention,
         }
 
 
