@@ -41,6 +41,7 @@ class Ensemble(tf.Module):
         self.pe_input = min(model.pe_input for model in self.models)
         self.pe_target = min(model.pe_target for model in self.models)
         self.num_layers = first.num_layers
+        self.copy_attention = False  # refused above
 
     @property
     def variables(self):

@@ -52,7 +52,9 @@ def cached_step(model, source, enc_output, padding_mask, beam_size=1):
     def step(output, position, state):
         layers, (mask, source) = state
         x, layers, weights = model.decoder.step(output[:, -1], position, layers, mask, beam_size)
-        inp = source if beam_size == 1 else tf.repeat(source, beam_size, axis=0)
+        # Only a copying model reads the source ids: no per-step repeat for the others.
+        copies = model.copy_attention and beam_size > 1
+        inp = tf.repeat(source, beam_size, axis=0) if copies else source
         logits = model.output_logits(x, weights, inp)  # [batch, vocab]
         return logits, (layers, (mask, source))
 
