@@ -206,10 +206,11 @@ def _search(state, body, growing):
 
 
 def _force_eos_at_budget(log_probs, position, max_lengths):
-    """log_probs [..., vocab]: where `position + 1` reaches the budget, only EOS remains."""
+    """log_probs [..., vocab]: where `position + 1` reaches the budget, only EOS remains,
+    with its own log-probability (greedy search scores a forced EOS the same way)."""
     at_budget = (position + 1 >= max_lengths)[..., tf.newaxis]  # [..., 1]
-    only_eos = tf.where(tf.range(tf.shape(log_probs)[-1]) == EOS_ID, 0.0, MASK_NEGATIVE)
-    return tf.where(at_budget, only_eos, log_probs)
+    not_eos = tf.range(tf.shape(log_probs)[-1]) != EOS_ID
+    return tf.where(at_budget & not_eos, MASK_NEGATIVE, log_probs)
 
 
 def greedy_search(
