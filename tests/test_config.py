@@ -129,6 +129,12 @@ def test_dropouts_must_be_rates(key, capsys):
     assert code == 2 and f"'model.{key}' must be in [0, 1), got 1.5" in err
 
 
+def test_no_repeat_ngram_size_is_not_negative(capsys):
+    args = ["train", "--config", str(QUICKSTART), "--set", "eval.no_repeat_ngram_size=-2"]
+    code, err = _run(capsys, args)
+    assert code == 2 and "'eval.no_repeat_ngram_size' must be 0 (off) or the n-gram size" in err
+
+
 def test_norm_is_a_choice(capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.norm=middle"])
     assert code == 2 and "'model.norm' must be one of 'post', 'pre'" in err

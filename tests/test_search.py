@@ -132,6 +132,48 @@ def test_a_copying_model_decodes_with_the_scores_of_its_forward_pass(trained_fie
         np.testing.assert_allclose(scores[:, rank], rescored, atol=1e-3)
 
 
+def test_block_repeated_ngrams_blocks_the_ids_that_would_repeat_an_ngram():
+    # Rows: BOS 5 6 7 5 6 and BOS 5 6 7 8 5 (BOS is 1); 10 ids.
+    sequences = tf.constant([[1, 5, 6, 7, 5, 6], [1, 5, 6, 7, 8, 5]])
+    scores = tf.zeros([2, 10])
+
+    def blocked(n):
+        out = search.block_repeated_ngrams(scores, sequences, n).numpy()
+        return [sorted(np.flatnonzero(row < -1).tolist()) for row in out]
+
+    assert blocked(1) == [[1, 5, 6, 7], [1, 5, 6, 7, 8]]  # every id seen
+    assert blocked(2) == [[7], [6]]  # 6 was followed by 7; 5 by 6
+    assert blocked(3) == [[7], []]  # "5 6" was followed by 7; "8 5" is new
+    assert blocked(7) == [[], []]  # longer than the outputs: nothing to repeat
+
+
+def _repeats(row, n):
+    ngrams = [tuple(row[i : i + n]) for i in range(len(row) - n + 1)]
+    return len(ngrams) != len(set(ngrams))
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_no_output_repeats_an_ngram_when_told_and_scores_stay_the_models(translator, batch, beam):
+    source, max_lengths = batch
+    long_budgets = tf.fill(tf.shape(max_lengths), 40)  # room to loop
+
+    def decode(n):
+        if beam == 1:
+            tokens, scores = greedy_search(translator.model, source, long_budgets, **n)
+        else:
+            tokens, scores = beam_search(translator.model, source, long_budgets, beam, 3.0, **n)
+            tokens, scores = tokens[:, 0], scores[:, 0]
+        return tokens, scores
+
+    free, _ = decode({})
+    assert any(_repeats(row, 2) for row in _ended(free))  # the constraint has work to do
+    tokens, scores = decode({"no_repeat_ngram_size": 2})
+    assert not any(_repeats(row, 2) for row in _ended(tokens))
+    np.testing.assert_allclose(
+        scores, search.sequence_scores(translator.model, source, tokens), atol=1e-3
+    )
+
+
 def test_translate_prints_the_n_best(trained_run, capsys):
     from transformer_tf.cli import main
 

@@ -74,11 +74,12 @@ def cmd_prepare(args):
 def cmd_evaluate(args):
     if bool(args.src) != bool(args.ref):
         raise UserError("--src and --ref go together: the source file and its references.")
-    decoding = vars(args)["eval.beam_size"], vars(args)["eval.length_penalty"]
-    if args.saved_model and any(value is not None for value in decoding):
+    decoding = ("eval.beam_size", "eval.length_penalty", "eval.no_repeat_ngram_size")
+    if args.saved_model and any(vars(args)[key] is not None for key in decoding):
         raise UserError(
             "a SavedModel decodes with the settings it was exported with; drop "
-            "--beam-size/--length-penalty, or evaluate the run (--run-dir)."
+            "--beam-size/--length-penalty/--no-repeat-ngram-size, or evaluate the run "
+            "(--run-dir)."
         )
     if not (args.config or args.run_dir or (args.saved_model and args.src)):
         raise UserError("pass --config or --run-dir, or --saved-model with --src and --ref.")
@@ -181,6 +182,10 @@ def build_parser():
     evaluate.add_argument("--lowercase", dest="eval.lowercase", action="store_true")
     evaluate.add_argument("--beam-size", dest="eval.beam_size", type=int, help="1: greedy")
     evaluate.add_argument("--length-penalty", dest="eval.length_penalty", type=float)
+    ngram_help = "n: no output repeats an n-gram; 0: off"
+    evaluate.add_argument(
+        "--no-repeat-ngram-size", dest="eval.no_repeat_ngram_size", type=int, help=ngram_help
+    )
     checkpoint_args(evaluate)
 
     export = command("export", cmd_export, "write a SavedModel (or CTranslate2 model)")

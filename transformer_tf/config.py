@@ -234,6 +234,8 @@ class EvalConfig:
     length_penalty: float = 0.6  # beam search: GNMT alpha; 0 ranks by summed log-probability
     sampling_topk: int = 0  # 0: no sampling; k > 0: sample among the k likeliest; -1: all
     sampling_temperature: float = 1.0  # sampling: divides the logits
+    # n > 0: no output holds an n-gram twice (fairseq's --no-repeat-ngram-size); 0: off
+    no_repeat_ngram_size: int = 0
     max_length_ratio: float = 1.5  # decode at most ratio * source_tokens + offset tokens
     max_length_offset: int = 10  # see max_length_ratio
     # Scores of every evaluation: bleu and chrf (sacrebleu), rouge (ROUGE-1/2/L F1 from
@@ -452,6 +454,11 @@ def _check(config, source):
         raise ConfigError(
             f"{source}: 'eval.sampling_topk' samples one hypothesis; set "
             "'eval.beam_size' to 1 or 'eval.sampling_topk' to 0."
+        )
+    if config.eval.no_repeat_ngram_size < 0:
+        raise ConfigError(
+            f"{source}: 'eval.no_repeat_ngram_size' must be 0 (off) or the n-gram size, "
+            f"got {config.eval.no_repeat_ngram_size}."
         )
     if config.eval.sampling_temperature <= 0:
         raise ConfigError(

@@ -213,6 +213,21 @@ def _force_eos_at_budget(log_probs, position, max_lengths):
     return tf.where(at_budget & not_eos, MASK_NEGATIVE, log_probs)
 
 
+def block_repeated_ngrams(scores, sequences, n):
+    """`scores` [rows, vocab] with MASK_NEGATIVE at every id that would end an n-gram its
+    row's `sequences` [rows, length] (the ids so far, BOS first) already holds: no n-gram
+    twice in one output (fairseq's --no-repeat-ngram-size)."""
+    # Padded on the left so that every row holds at least one n-gram (of PAD, which no
+    # output repeats); for n = 1 `last` is empty and every id seen is blocked.
+    padded = tf.pad(sequences, [[0, 0], [n - 1, 0]], constant_values=PAD_ID)
+    ngrams = tf.signal.frame(padded, n, 1, axis=1)  # [rows, ngrams, n]
+    last = padded[:, tf.shape(padded)[1] - (n - 1) :]  # [rows, n - 1]
+    found = tf.where(tf.reduce_all(ngrams[:, :, :-1] == last[:, tf.newaxis], axis=2))
+    blocked = tf.stack([found[:, 0], tf.cast(tf.gather_nd(ngrams[:, :, -1], found), tf.int64)], 1)
+    hits = tf.scatter_nd(blocked, tf.ones(tf.shape(found)[:1]), tf.shape(scores, tf.int64))
+    return tf.where(hits > 0, tf.cast(MASK_NEGATIVE, scores.dtype), scores)
+
+
 def greedy_search(
     model,
     source,
@@ -221,6 +236,7 @@ def greedy_search(
     sampling_topk=0,
     sampling_temperature=1.0,
     seed=None,
+    no_repeat_ngram_size=0,
 ):
     """Greedy decoding (or sampling, with `sampling_topk` > 0).
 
@@ -237,6 +253,8 @@ def greedy_search(
             probable; -1 samples from the whole distribution.
         sampling_temperature: float, divides the logits before sampling.
         seed: optional [2] int32 seed for reproducible sampling.
+        no_repeat_ngram_size: int, n > 0: no output holds an n-gram twice
+            (`block_repeated_ngrams`); 0: no constraint.
 
     Returns:
         tokens: [batch, max(max_lengths)] int32 without the leading BOS; PAD after EOS.
@@ -257,7 +275,10 @@ def greedy_search(
     def body(state):
         logits, step_cache = step_fn(state.output, state.position, state.cache)
         logits = tf.cast(logits, tf.float32)  # [going, vocab]
-        token = choose(logits, state.position)  # [going]
+        allowed = logits
+        if no_repeat_ngram_size:
+            allowed = block_repeated_ngrams(logits, state.output, no_repeat_ngram_size)
+        token = choose(allowed, state.position)  # [going]
         # At its budget a sentence ends (see _force_eos_at_budget; done on the chosen ids
         # here, which spares a pass over the vocabulary).
         token = tf.where(state.position + 1 >= state.budgets, EOS_ID, token)
@@ -302,12 +323,15 @@ def length_penalty(length, alpha):
     return ((5.0 + tf.cast(length, tf.float32)) / 6.0) ** alpha
 
 
-def _grow(state, step_fn, k):
+def _grow(state, step_fn, k, no_repeat_ngram_size):
     """Every one-token extension of the live hypotheses, scored; the best 2k of each
     sentence and the step function's new cache."""
     going = tf.shape(state.alive)[0]
-    logits, cache = step_fn(tf.reshape(state.alive, [going * k, -1]), state.position, state.cache)
+    hypotheses = tf.reshape(state.alive, [going * k, -1])
+    logits, cache = step_fn(hypotheses, state.position, state.cache)
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    if no_repeat_ngram_size:
+        log_probs = block_repeated_ngrams(log_probs, hypotheses, no_repeat_ngram_size)
     vocab = tf.shape(log_probs)[-1]
     log_probs = _force_eos_at_budget(
         tf.reshape(log_probs, [going, k, vocab]), state.position, state.budgets[:, tf.newaxis]
@@ -374,7 +398,9 @@ def _continue(state, alpha, n_best, k, cache_rows):
     )
 
 
-def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
+def beam_search(
+    model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1, no_repeat_ngram_size=0
+):
     """Beam search with the GNMT length penalty.
 
     Hypotheses are ranked by (sum of token log-probabilities) / length_penalty(length,
@@ -386,6 +412,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
         beam_size: int, hypotheses kept per sentence.
         alpha: float, length penalty exponent.
         n_best: int <= beam_size, hypotheses returned per sentence.
+        no_repeat_ngram_size: as `greedy_search`.
 
     Returns:
         tokens: [batch, n_best, max(max_lengths)] int32, best first; PAD after each EOS.
@@ -406,7 +433,7 @@ def beam_search(model, source, max_lengths, beam_size=4, alpha=0.6, n_best=1):
     unused = tf.fill([batch, k], MASK_NEGATIVE)  # scores of no hypothesis
 
     def body(state):
-        candidates, cache = _grow(state, step_fn, k)
+        candidates, cache = _grow(state, step_fn, k, no_repeat_ngram_size)
         state = _keep_alive(state, candidates, cache, model.decoder.reorder_cache, k)
         state = _finish(state, candidates, alpha, k)
         return _continue(state, alpha, n_best, k, cache_rows)
@@ -462,7 +489,12 @@ def decode(model, source, max_lengths, eval_config):
     sampling): (tokens [batch, len], scores [batch]) of the best hypothesis."""
     if eval_config.beam_size > 1:
         tokens, scores = beam_search(
-            model, source, max_lengths, eval_config.beam_size, eval_config.length_penalty
+            model,
+            source,
+            max_lengths,
+            eval_config.beam_size,
+            eval_config.length_penalty,
+            no_repeat_ngram_size=eval_config.no_repeat_ngram_size,
         )
         return tokens[:, 0], scores[:, 0]
     return greedy_search(
@@ -471,4 +503,5 @@ def decode(model, source, max_lengths, eval_config):
         max_lengths,
         sampling_topk=eval_config.sampling_topk,
         sampling_temperature=eval_config.sampling_temperature,
+        no_repeat_ngram_size=eval_config.no_repeat_ngram_size,
     )

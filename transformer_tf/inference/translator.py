@@ -86,7 +86,8 @@ class Translator(tf.Module):
         source_tokenizer, target_tokenizer: the run's tokenizers
             (`transformer_tf.data.tokenizers`).
         eval_config: `EvalConfig`, the decoding settings (beam_size, length_penalty,
-            sampling_topk, sampling_temperature, max_length_ratio, max_length_offset).
+            sampling_topk, sampling_temperature, no_repeat_ngram_size, max_length_ratio,
+            max_length_offset).
         step: int, training step of the weights, for the record.
         averaged: int, how many checkpoints (the last, up to `step`) the weights are the mean
             of, for the record; 1: one checkpoint.
@@ -164,7 +165,13 @@ class Translator(tf.Module):
         for start in range(0, len(sentences), batch_size):
             source, budgets = self.encode(tf.constant(sentences[start : start + batch_size]))
             tokens, scores = _beam_search(
-                self.model, source, budgets, beam_size, self.eval_config.length_penalty, n
+                self.model,
+                source,
+                budgets,
+                beam_size,
+                self.eval_config.length_penalty,
+                n,
+                self.eval_config.no_repeat_ngram_size,
             )
             texts = self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tokens.shape[2]]))
             texts = [t.decode("utf-8") for t in texts.numpy()]
