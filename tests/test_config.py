@@ -129,12 +129,6 @@ def test_dropouts_must_be_rates(key, capsys):
     assert code == 2 and f"'model.{key}' must be in [0, 1), got 1.5" in err
 
 
-def test_copy_heads_needs_copy_attention(capsys):
-    args = ["train", "--config", str(QUICKSTART), "--set", "model.copy_heads=1"]
-    code, err = _run(capsys, args)
-    assert code == 2 and "'model.copy_heads' (1) chooses 1 to 'model.num_heads'" in err
-
-
 def test_no_repeat_ngram_size_is_not_negative(capsys):
     args = ["train", "--config", str(QUICKSTART), "--set", "eval.no_repeat_ngram_size=-2"]
     code, err = _run(capsys, args)

@@ -129,24 +129,19 @@ def test_options_round_trip_through_get_config():
     assert Transformer.from_config(config).get_config() == config
 
 
-@pytest.mark.parametrize("copy_heads", [None, 1])
-def test_copy_attention_mixes_the_attention_over_source_ids_into_the_output(copy_heads):
-    model = small_transformer(copy_attention=True, copy_heads=copy_heads)
+def test_copy_attention_mixes_the_attention_over_source_ids_into_the_output():
+    model = small_transformer(copy_attention=True)
     inp, tar = model_batch()
     log_probs, attention = model(inp, tar, training=False)
     probs = np.exp(log_probs.numpy())
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)  # a distribution per position
 
-    # The gate fully shut: the output is the last layer's attention, its first `copy_heads`
-    # heads (None: all) averaged, summed per source id (ids 5, 6, 7, 8, 3 and 9, 4, 3), and
-    # nothing else.
+    # The gate fully shut: the output is the last layer's attention, heads averaged, summed
+    # per source id (ids 5, 6, 7, 8, 3 and 9, 4, 3), and nothing else.
     model.pointer_generator.gate.bias.assign([-40.0])
     model.pointer_generator.gate.kernel.assign(tf.zeros_like(model.pointer_generator.gate.kernel))
     probs = np.exp(model(inp, tar, training=False)[0].numpy())
-    last = attention["decoder_layer2_block2"].numpy()  # [batch, heads, tar, inp]
-    weights = last[:, :copy_heads].mean(axis=1)  # [batch, tar, inp]
-    if copy_heads:  # the other heads' attention differs: what they point at is left out
-        assert not np.allclose(weights, last.mean(axis=1), atol=1e-3)
+    weights = attention["decoder_layer2_block2"].numpy().mean(axis=1)  # [batch, tar, inp]
     expected = np.zeros_like(probs)
     for b in range(2):
         for s, token in enumerate(inp.numpy()[b]):
@@ -159,13 +154,6 @@ def test_copy_attention_mixes_the_attention_over_source_ids_into_the_output(copy
         loss = -tf.reduce_mean(model(inp, tar, training=False)[0][:, :, 5])
     gradients = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None for g in gradients)
-
-
-def test_copy_heads_needs_copy_attention_and_at_most_every_head():
-    with pytest.raises(ValueError, match="copy_heads needs copy_attention"):
-        Transformer(1, 32, 4, 64, 50, 50, 40, 40, copy_heads=1)
-    with pytest.raises(ValueError, match="copy_heads needs copy_attention"):
-        Transformer(1, 32, 4, 64, 50, 50, 40, 40, copy_attention=True, copy_heads=5)
 
 
 def test_copy_attention_needs_one_vocabulary_size():

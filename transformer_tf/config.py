@@ -169,9 +169,6 @@ class ModelConfig:
     # mix copying from the source into every output distribution (pointer-generator: the
     # last decoder layer's attention points at source tokens); needs tokenizer.shared: true
     copy_attention: bool = False
-    # copy_attention: point with the mean of the last layer's first N heads only, the others
-    # left to gather context (fairseq's --alignment-heads); null: every head
-    copy_heads: Optional[int] = None
 
 
 @dataclass
@@ -497,12 +494,6 @@ def _check(config, source):
                 f"{source}: 'tokenizer.sampling_copies' must be 1 or more, "
                 f"got {tok.sampling_copies}."
             )
-    if m.copy_heads is not None and not (m.copy_attention and 1 <= m.copy_heads <= m.num_heads):
-        raise ConfigError(
-            f"{source}: 'model.copy_heads' ({m.copy_heads}) chooses 1 to 'model.num_heads' "
-            f"({m.num_heads}) heads of 'model.copy_attention'; set copy_attention: true or "
-            "copy_heads within that range (null: every head)."
-        )
     if m.copy_attention and not config.tokenizer.shared:
         raise ConfigError(
             f"{source}: 'model.copy_attention' copies source tokens into the output, which "

@@ -199,9 +199,6 @@ class Transformer(tf.keras.Model):
             (`PointerGenerator`: the last decoder layer's encoder-decoder attention, heads
             averaged, points at source tokens); needs equal vocabulary sizes (a shared
             vocabulary). `final_output` is then log-probabilities. Defaults to False.
-        copy_heads: int or None, with `copy_attention`: point with the mean of the last
-            layer's first `copy_heads` heads only, leaving the others free to gather
-            context (fairseq's `--alignment-heads`). Defaults to None: every head.
 
     Example:
         >>> model = Transformer(2, 64, 4, 128, 100, 120, pe_input=50, pe_target=50)
@@ -235,7 +232,6 @@ class Transformer(tf.keras.Model):
         attention_dropout=0.0,
         activation_dropout=0.0,
         copy_attention=False,
-        copy_heads=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -245,11 +241,6 @@ class Transformer(tf.keras.Model):
             )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
-        if copy_heads is not None and not (copy_attention and 1 <= copy_heads <= num_heads):
-            raise ValueError(
-                f"copy_heads needs copy_attention and 1 to num_heads ({num_heads}) heads, "
-                f"got {copy_heads} (copy_attention={copy_attention})."
-            )
         for option, wanted in (
             ("share_embeddings", share_embeddings == "all"),
             ("copy_attention", copy_attention),
@@ -273,7 +264,6 @@ class Transformer(tf.keras.Model):
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
         self.copy_attention = copy_attention
-        self.copy_heads = copy_heads
         # Every sublayer takes this model's dtype policy (mixed precision: float32 weights,
         # computation in bfloat16 or float16), as KerasHub passes it down; nothing global.
         dtype = self.dtype_policy
@@ -356,14 +346,13 @@ class Transformer(tf.keras.Model):
         """Next-token logits of decoder outputs [batch, tar_len, d_model] (or one position,
         [batch, d_model]): the output projection, or with `copy_attention` the
         `PointerGenerator` mixture of it and the last layer's attention (from
-        `attention_weights`, as the decoder returns them; its first `copy_heads` heads)
-        over the source ids `inp` [batch, inp_len]."""
+        `attention_weights`, as the decoder returns them) over the source ids `inp`
+        [batch, inp_len]."""
         logits = self.final_layer(dec_output)
         if self.pointer_generator is None:
             return logits
         last = attention_weights[decoder_attention_key(self.num_layers, 2)]
-        # [batch, tar_len, inp_len]; slicing [:None] keeps every head
-        attention = tf.reduce_mean(last[:, : self.copy_heads], axis=1)
+        attention = tf.reduce_mean(last, axis=1)  # [batch, tar_len, inp_len]
         if dec_output.shape.rank == 2:
             return self.pointer_generator(
                 logits[:, tf.newaxis], dec_output[:, tf.newaxis], attention, inp
@@ -393,7 +382,6 @@ class Transformer(tf.keras.Model):
             "attention_dropout": self.attention_dropout,
             "activation_dropout": self.activation_dropout,
             "copy_attention": self.copy_attention,
-            "copy_heads": self.copy_heads,
         }
 
 
