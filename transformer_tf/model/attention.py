@@ -93,14 +93,20 @@ class MultiHeadAttention(tf.keras.layers.Layer):
         self.depth = d_model // num_heads
         dtype = self.dtype_policy  # sublayers compute as this layer does (mixed precision)
         self.weights_dropout = tf.keras.layers.Dropout(dropout, dtype=dtype) if dropout else None
+
         # Query, key and value start at 1/sqrt(2) of Glorot's scale (fairseq's
         # MultiheadAttention; PyTorch's packed [3 d_model, d_model] projection in effect), the
         # output projection at Glorot's: at Glorot's scale attention starts twice as sharp,
-        # and the Multi30K recipe learned about twice as slowly (docs/results.md).
-        qkv = tf.keras.initializers.VarianceScaling(0.5, mode="fan_avg", distribution="uniform")
-        self.wq = tf.keras.layers.Dense(d_model, name="query", dtype=dtype, kernel_initializer=qkv)
-        self.wk = tf.keras.layers.Dense(d_model, name="key", dtype=dtype, kernel_initializer=qkv)
-        self.wv = tf.keras.layers.Dense(d_model, name="value", dtype=dtype, kernel_initializer=qkv)
+        # and the Multi30K recipe learned about twice as slowly (docs/results.md). One
+        # initializer per layer: an unseeded Keras initializer draws the same values on
+        # every call, so a shared one would start the three projections identical.
+        def qkv(name):
+            draw = tf.keras.initializers.VarianceScaling(
+                0.5, mode="fan_avg", distribution="uniform"
+            )
+            return tf.keras.layers.Dense(d_model, name=name, dtype=dtype, kernel_initializer=draw)
+
+        self.wq, self.wk, self.wv = qkv("query"), qkv("key"), qkv("value")
         self.dense = tf.keras.layers.Dense(d_model, name="output", dtype=dtype)
 
     # Sequences are [batch, len, d_model]. Incremental decoding passes one position as
