@@ -52,8 +52,13 @@ def test_an_auto_precision_is_recorded_and_a_resumed_run_keeps_it(tmp_path, monk
 
 
 def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged(tmp_path):
+    class OneReplica:
+        num_replicas_in_sync = 1
+
+    unbucketed = _runner(tmp_path / "unbucketed", "train.jit_compile=auto")
     with captured_log() as messages:
-        _runner(tmp_path / "unbucketed", "train.jit_compile=auto").train()
+        assert unbucketed._choose_auto_settings(OneReplica()) is False  # no scratch models
+    assert unbucketed.config.train.jit_compile is False
     assert any("train.jit_compile auto: off (batch shapes are not bucketed" in m for m in messages)
 
     bucketed = ["data.pad_to_buckets=true", "train.steps=10", "train.checkpoint_every=10"]
