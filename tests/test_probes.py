@@ -2,6 +2,8 @@
 choice is written into the run's config.yaml, a resumed run keeps it, and probing leaves
 the run as it would have been with the chosen setting given explicitly."""
 
+import types
+
 import numpy as np
 
 from transformer_tf.config import load_config
@@ -15,6 +17,11 @@ SHORT = ["train.steps=20", "train.checkpoint_every=10", "train.log_every=10"]
 
 def _runner(run_dir, *overrides):
     return Runner(load_config(QUICKSTART, [*TINY, *SHORT, f"run_dir={run_dir}", *overrides]))
+
+
+def _strategy(replicas):
+    """What `Runner._choose_auto_settings` reads of a `tf.distribute` strategy."""
+    return types.SimpleNamespace(num_replicas_in_sync=replicas)
 
 
 def test_the_precision_probe_times_the_models_products_and_keeps_a_margin(monkeypatch):
@@ -52,12 +59,9 @@ def test_an_auto_precision_is_recorded_and_a_resumed_run_keeps_it(tmp_path, monk
 
 
 def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged(tmp_path):
-    class OneReplica:
-        num_replicas_in_sync = 1
-
     unbucketed = _runner(tmp_path / "unbucketed", "train.jit_compile=auto")
     with captured_log() as messages:
-        assert unbucketed._choose_auto_settings(OneReplica()) is False  # no scratch models
+        assert unbucketed._choose_auto_settings(_strategy(1)) is False  # no scratch models
     assert unbucketed.config.train.jit_compile is False
     assert any("train.jit_compile auto: off (batch shapes are not bucketed" in m for m in messages)
 
@@ -82,15 +86,11 @@ def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged
 def test_auto_means_float32_without_xla_for_several_replicas(tmp_path):
     """Each replica's process would measure for itself and might choose otherwise: with
     several, auto takes the plain settings (an explicit choice stays)."""
-
-    class TwoReplicas:
-        num_replicas_in_sync = 2
-
     runner = _runner(tmp_path / "run", "train.precision=auto", "train.jit_compile=auto")
     with captured_log() as messages:
-        assert runner._choose_auto_settings(TwoReplicas()) is False
+        assert runner._choose_auto_settings(_strategy(2)) is False
     assert (runner.config.train.precision, runner.config.train.jit_compile) == ("float32", False)
     assert any("the probe measures one process; with 2 replicas" in m for m in messages)
     explicit = _runner(tmp_path / "run", "train.precision=bfloat16", "train.jit_compile=auto")
-    explicit._choose_auto_settings(TwoReplicas())
+    explicit._choose_auto_settings(_strategy(2))
     assert explicit.config.train.precision == "bfloat16"
