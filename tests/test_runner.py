@@ -135,6 +135,19 @@ def test_an_ensemble_of_runs_evaluates_and_exports_as_one_model(copy_run, traine
     assert "an ensemble needs one set of tokenizers" in capsys.readouterr().err
 
 
+def test_runs_that_copy_from_the_source_ensemble_too(trained_fields_run, tmp_path):
+    """Members with copy attention each point with their own attention: a copying run with
+    itself as its partner answers exactly as alone, evaluated and exported."""
+    alone = Runner.from_run_dir(trained_fields_run).evaluate("test", output_dir=tmp_path)
+    partner = f"eval.ensemble=['{trained_fields_run}']"
+    pair = Runner.from_run_dir(trained_fields_run, [partner])
+    result = pair.evaluate("test", output_dir=tmp_path)
+    assert result["ensemble_size"] == 2
+    assert (result["rouge_l"], result["bleu"]) == (alone["rouge_l"], alone["bleu"])
+    exported = pair.export(str(tmp_path / "ensemble_export"))
+    assert exported.check == alone["samples"][0][::2]
+
+
 def test_a_large_validation_split_is_warned_about(monkeypatch):
     monkeypatch.setattr(runner_module, "IN_MEMORY_PAIRS", 30)
     runner = Runner(load_config(QUICKSTART, TINY))  # 40 validation pairs

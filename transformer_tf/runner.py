@@ -386,11 +386,6 @@ class Runner:
                     "tokenizers; train the members on the same data and tokenizer settings."
                 )
         config = member.read_config()
-        if config.model.copy_attention or self.config.model.copy_attention:
-            raise UserError(
-                f"'{run_dir}' or this run copies from the source (model.copy_attention), "
-                "which ensembles do not support; decode each run on its own."
-            )
         model, step = restore_model(member.root, config.model, average_last, best)
         if step < config.train.steps and not best:
             log.warning(

@@ -5,7 +5,9 @@ At every step the ensemble's distribution is the mean of its members' probabilit
 `Ensemble` answers the calls they make of a `Transformer`: `encoder(...)`,
 `decoder.init_cache / step / reorder_cache`, `output_logits`, `pe_input`, `pe_target`. The
 members' encoder outputs and decoder states travel side by side, concatenated on the last
-axis, so the search's per-row bookkeeping (repeat, gather) moves them together.
+axis, so the search's per-row bookkeeping (repeat, gather) moves them together; their
+attention weights travel as a list, one per member, for the members that copy from the
+source (`model.copy_attention`) to point with their own.
 """
 
 import math
@@ -18,7 +20,7 @@ class Ensemble(tf.Module):
 
     Args:
         models: list of two or more `Transformer`s with the same `d_model` and target
-            vocabulary (trained on the same tokenizers), without copy attention.
+            vocabulary (trained on the same tokenizers).
 
     Attention weights (`Translator.attention`) are those of the first member.
     """
@@ -26,8 +28,6 @@ class Ensemble(tf.Module):
     def __init__(self, models, name=None):
         super().__init__(name=name)
         first = models[0]
-        if any(model.copy_attention for model in models):
-            raise ValueError("ensembles of models with copy attention are not supported")
         for model in models[1:]:
             if (model.d_model, model.target_vocab_size) != (first.d_model, first.target_vocab_size):
                 raise ValueError(
@@ -41,7 +41,8 @@ class Ensemble(tf.Module):
         self.pe_input = min(model.pe_input for model in self.models)
         self.pe_target = min(model.pe_target for model in self.models)
         self.num_layers = first.num_layers
-        self.copy_attention = False  # refused above
+        # The searches give a copying model the source ids (one row per hypothesis).
+        self.copy_attention = any(model.copy_attention for model in self.models)
 
     @property
     def variables(self):
@@ -49,12 +50,14 @@ class Ensemble(tf.Module):
 
     def output_logits(self, x, attention_weights=None, inp=None):
         """x: the members' decoder outputs side by side, [..., members * d_model] ->
-        log of the mean of their probabilities, [..., vocab] (normalised log-probs). The
-        attention and source ids, which a copying model would read, are not needed."""
+        log of the mean of their probabilities, [..., vocab] (normalised log-probs).
+        `attention_weights` (one per member, as the decoders return them) and the source
+        ids `inp` are read by the members that copy."""
         parts = tf.split(x, len(self.models), axis=-1)
+        weights = attention_weights or [None] * len(self.models)
         log_probs = [
-            tf.nn.log_softmax(tf.cast(model.final_layer(part), tf.float32), axis=-1)
-            for model, part in zip(self.models, parts)
+            tf.nn.log_softmax(tf.cast(model.output_logits(part, w, inp), tf.float32), axis=-1)
+            for model, part, w in zip(self.models, parts, weights)
         ]
         return tf.reduce_logsumexp(tf.stack(log_probs), axis=0) - math.log(len(self.models))
 
@@ -64,7 +67,8 @@ class Ensemble(tf.Module):
 
 
 class _Encoders:
-    """The members' encoders: outputs side by side; attention weights of the first."""
+    """The members' encoders: outputs side by side; attention weights of the first (what
+    `Translator.attention` shows)."""
 
     def __init__(self, models):
         self.models = models
@@ -77,7 +81,8 @@ class _Encoders:
 
 
 class _Decoders:
-    """The members' decoders, stepping together: one cache per member."""
+    """The members' decoders, stepping together: one cache and one set of attention
+    weights per member."""
 
     def __init__(self, models):
         self.models = models
@@ -95,7 +100,7 @@ class _Decoders:
             for m, c in zip(self.models, cache)
         ]
         x = tf.concat([output for output, _, _ in steps], axis=-1)
-        return x, [new_cache for _, new_cache, _ in steps], steps[0][2]
+        return x, [new_cache for _, new_cache, _ in steps], [weights for _, _, weights in steps]
 
     def __call__(self, x, enc_output, training=False, look_ahead_mask=None, padding_mask=None):
         parts = tf.split(enc_output, len(self.models), axis=-1)
@@ -109,4 +114,4 @@ class _Decoders:
             )
             for m, part in zip(self.models, parts)
         ]
-        return tf.concat([output for output, _ in outputs], axis=-1), outputs[0][1]
+        return tf.concat([output for output, _ in outputs], axis=-1), [w for _, w in outputs]
