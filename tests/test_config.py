@@ -20,6 +20,11 @@ def _run(capsys, args):
     return code, err
 
 
+@pytest.mark.parametrize("path", sorted(QUICKSTART.parent.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    assert isinstance(load_config(path), Config)  # every key checked, or a ConfigError
+
+
 def _write(tmp_path, text):
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
