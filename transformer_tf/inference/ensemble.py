@@ -48,16 +48,15 @@ class Ensemble(tf.Module):
     def variables(self):
         return [variable for model in self.models for variable in model.variables]
 
-    def output_logits(self, x, attention_weights=None, inp=None):
+    def output_logits(self, x, attention_weights, inp):
         """x: the members' decoder outputs side by side, [..., members * d_model] ->
         log of the mean of their probabilities, [..., vocab] (normalised log-probs).
         `attention_weights` (one per member, as the decoders return them) and the source
         ids `inp` are read by the members that copy."""
         parts = tf.split(x, len(self.models), axis=-1)
-        weights = attention_weights or [None] * len(self.models)
         log_probs = [
             tf.nn.log_softmax(tf.cast(model.output_logits(part, w, inp), tf.float32), axis=-1)
-            for model, part, w in zip(self.models, parts, weights)
+            for model, part, w in zip(self.models, parts, attention_weights)
         ]
         return tf.reduce_logsumexp(tf.stack(log_probs), axis=0) - math.log(len(self.models))
 
