@@ -32,16 +32,22 @@ def test_token_budget_batches_and_length_filter(corpus, tokenizers):
     lengths = tokenizer.tokenize(tf.constant(german)).row_lengths().numpy() + 2  # BOS/EOS
     assert too_long == int((lengths > config.max_length).sum()) > 0
 
-    shapes, pairs, batches = set(), 0, 150
-    for src, tgt in train_dataset(dataset, config, seed=1, num_batches=batches):
+    statistics = length_statistics(dataset)
+    epoch = batches_per_epoch(statistics, config)
+    shapes, pairs = set(), 0
+    for src, tgt in train_dataset(dataset, config, seed=1, num_batches=epoch):
         assert int(tf.size(tgt)) <= config.batch_tokens and int(tf.size(src)) <= 200
-        shapes.add(int(tgt.shape[1]))
-        pairs += int(tgt.shape[0])
-    # Exactly the buckets that hold pairs, each padded to its bound.
+        assert src.shape == tgt.shape
+        shapes.add(tuple(tgt.shape))
+        pairs += int(tf.reduce_sum(tf.cast(tf.reduce_any(tgt != 0, axis=1), tf.int32)))
+    # Exactly the buckets that hold pairs, each one shape: its bound, its batch size (a
+    # bucket's last batch gets empty rows), so XLA compiles once a bucket.
     bounds = length_buckets(config.max_length)
     used = {next(b - 1 for b in bounds if n < b) for n in lengths if n <= config.max_length}
-    assert shapes == used, (shapes, used)
-    assert pairs > batches * 5  # batches are filled by tokens, not one sentence each
+    assert {length for _, length in shapes} == used, (shapes, used)
+    assert shapes == {(config.batch_tokens // length, length) for length in used}
+    assert pairs == len(german) - too_long  # one epoch: every pair within the limits, once
+    assert pairs > epoch * 5  # batches are filled by tokens, not one sentence each
 
 
 def test_separate_limits_and_sources_cut_where_the_model_stops_reading(corpus, tokenizers):

@@ -100,7 +100,8 @@ class DataConfig:
     # training pairs as token ids, written by `transformer-tf prepare`; training reads them
     # when they are there (default: <run_dir>/prepared)
     prepared_dir: Optional[str] = None
-    pad_to_buckets: bool = False  # pad batches to their length bucket's bound: few shapes
+    # pad each batch to its length bucket's bound and batch size: one shape a bucket (XLA)
+    pad_to_buckets: bool = False
     # training streams a global batch is made of (stream k: pairs i with i mod N == k,
     # batched on its own with 1/N of the budget), each worker reading only its own; null:
     # one per worker process. Fix it to train the same on any number of workers.

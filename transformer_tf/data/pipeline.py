@@ -206,7 +206,9 @@ def train_dataset(
     pass over them if not given), and `start_batch` resumes exactly where a run stopped by
     starting at its block: `pairs_after(n)` gives the pairs after the first n without
     tokenizing those (default: `pairs.skip(n)`), and at most one block's batches are made
-    again, whatever the step and the corpus size.
+    again, whatever the step and the corpus size. With `data_config.pad_to_buckets` every
+    batch of a bucket has one shape: its bound's length and its batch size (a last, partly
+    filled batch gets empty rows).
     Yields (source [batch, src_len], target [batch, tgt_len]) int32, padded with 0.
     """
     statistics = statistics or length_statistics(pairs)
@@ -222,6 +224,7 @@ def train_dataset(
     offset -= int(blocks[:first_block].sum())
     block_size = data_config.shuffle_buffer
     boundaries = length_buckets(max(data_config.length_limits()))
+    sizes = bucket_batch_sizes(boundaries, data_config, replicas)
     within = _within(data_config)
 
     def block_batches_of(epoch_seed):
@@ -239,12 +242,14 @@ def train_dataset(
                 .bucket_by_sequence_length(
                     lambda s, t: tf.maximum(tf.size(s), tf.size(t)),
                     bucket_boundaries=boundaries,
-                    bucket_batch_sizes=bucket_batch_sizes(boundaries, data_config, replicas),
+                    bucket_batch_sizes=sizes,
                     padding_values=(PAD_ID, PAD_ID),
                     # Fixed shapes (boundary - 1) let XLA compile once per bucket.
                     pad_to_bucket_boundary=data_config.pad_to_buckets,
                 )
             )
+            if data_config.pad_to_buckets:
+                return made.map(fill_bucket)
             if replicas == 1:
                 return made
 
@@ -256,6 +261,14 @@ def train_dataset(
             return made.map(even).filter(lambda s, t: tf.shape(s)[0] > 0)
 
         return batches
+
+    def fill_bucket(source, target):
+        """A bucket's last, partly filled batch of a block padded with empty rows to the
+        bucket's batch size: one shape a bucket, so XLA compiles each once. Empty rows have
+        no target tokens, so they add nothing to the loss, its gradients or the counts."""
+        bucket = tf.searchsorted(tf.constant(boundaries), tf.shape(source)[1:], side="right")[0]
+        rows = [[0, tf.gather(sizes, bucket) - tf.shape(source)[0]], [0, 0]]
+        return tuple(tf.pad(ids, rows, constant_values=PAD_ID) for ids in (source, target))
 
     def epoch(index, source, first=0):
         epoch_seed = tf.cast(seed, tf.int64) * _EPOCH_SEEDS + tf.cast(index, tf.int64)
