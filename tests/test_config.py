@@ -140,6 +140,12 @@ def test_no_repeat_ngram_size_is_not_negative(capsys):
     assert code == 2 and "'eval.no_repeat_ngram_size' must be 0 (off) or the n-gram size" in err
 
 
+def test_rdrop_alpha_is_not_negative(capsys):
+    args = ["train", "--config", str(QUICKSTART), "--set", "train.rdrop_alpha=-1"]
+    code, err = _run(capsys, args)
+    assert code == 2 and "'train.rdrop_alpha' must be 0 (off) or positive, got -1" in err
+
+
 def test_norm_is_a_choice(capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.norm=middle"])
     assert code == 2 and "'model.norm' must be one of 'post', 'pre'" in err

@@ -89,6 +89,34 @@ def test_an_update_clips_the_token_mean_gradient_to_clip_norm():
         np.testing.assert_allclose(b - v.numpy(), g.numpy(), atol=1e-6)
 
 
+def _one_update(config, seed=3):
+    """The weights after one plain-gradient-descent update of a fresh model, and its metrics."""
+    rng = np.random.default_rng(2)
+    source = rng.integers(4, 40, size=(4, 6)).astype(np.int32)
+    target = rng.integers(4, 40, size=(4, 7)).astype(np.int32)
+    target[1, 4:] = 0
+    tf.keras.utils.set_random_seed(seed)
+    model = build_model(config.model)
+    step = TrainStep(model, tf.keras.optimizers.SGD(learning_rate=1.0), config.train)
+    metrics = step.update(source, target)
+    return [v.numpy() for v in model.trainable_variables], metrics
+
+
+def test_rdrop_without_dropout_is_a_plain_update_and_with_dropout_pulls_the_copies_together():
+    # Without dropout both copies predict alike: no KL, and the mean of two equal losses.
+    plain, plain_metrics = _one_update(_tiny_config())
+    rdrop, rdrop_metrics = _one_update(_tiny_config("train.rdrop_alpha=5"))
+    for a, b in zip(rdrop, plain):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(rdrop_metrics["loss_sum"], plain_metrics["loss_sum"], rtol=1e-5)
+    assert float(rdrop_metrics["tokens"]) == float(plain_metrics["tokens"]) == 21.0
+    # With dropout the two copies differ, and alpha weighs the KL term into the update.
+    dropping = ["model.rate=0.3"]
+    weak, _ = _one_update(_tiny_config(*dropping, "train.rdrop_alpha=0.001"))
+    strong, _ = _one_update(_tiny_config(*dropping, "train.rdrop_alpha=50"))
+    assert max(np.abs(a - b).max() for a, b in zip(weak, strong)) > 1e-3
+
+
 def test_a_float16_overflow_skips_the_update_and_halves_the_loss_scale():
     config = _tiny_config("train.precision=float16")
     model = build_model(config.model, "float16")

@@ -192,6 +192,10 @@ class TrainConfig:
     # the last N of `steps` take the schedule's rate linearly down to 0; 0: no cool-down
     cooldown_steps: int = 0
     label_smoothing: float = 0.1  # share of the target probability spread over the vocabulary
+    # R-Drop (Liang et al., 2021): each batch goes through the model twice, under different
+    # dropout, and alpha times the symmetric KL divergence of the two predictions joins the
+    # loss (the paper's alpha; each update costs two); 0: off
+    rdrop_alpha: float = 0.0
     clip_norm: Optional[float] = None  # clip gradients to this global norm
     accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
     # compute dtype; auto: a probe at start-up (training/probes.py) takes bfloat16 (float16
@@ -534,6 +538,11 @@ def _check(config, source):
             f"{source}: 'train.best_metric' is {metric}, which 'eval.metrics' "
             f"({', '.join(config.eval.metrics) or 'empty'}) does not compute; add {family} "
             "there or choose another best_metric."
+        )
+    if config.train.rdrop_alpha < 0:
+        raise ConfigError(
+            f"{source}: 'train.rdrop_alpha' must be 0 (off) or positive, "
+            f"got {config.train.rdrop_alpha}."
         )
     if not 0.0 <= config.train.label_smoothing < 1.0:
         raise ConfigError(

@@ -30,3 +30,14 @@ def masked_correct_sum(labels, logits):
     predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)
     mask = tf.not_equal(labels, 0)
     return tf.reduce_sum(tf.cast(tf.logical_and(tf.equal(predictions, labels), mask), tf.float32))
+
+
+def masked_symmetric_kl_sum(labels, logits, other_logits):
+    """Sum over real tokens of (KL(p || q) + KL(q || p)) / 2, p and q the distributions of
+    `logits` and `other_logits` (R-Drop's regulariser), float32."""
+    mask = tf.cast(tf.not_equal(labels, 0), tf.float32)
+    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+    log_q = tf.nn.log_softmax(tf.cast(other_logits, tf.float32), axis=-1)
+    # KL(p||q) + KL(q||p) = sum (p - q)(log p - log q)
+    both = tf.reduce_sum((tf.exp(log_p) - tf.exp(log_q)) * (log_p - log_q), axis=-1)
+    return tf.reduce_sum(both * mask) / 2.0

@@ -4,11 +4,20 @@ accumulated over several micro-batches; on any `tf.distribute` strategy.
 The loss of an update is the sum of per-token losses divided by the number of real target
 tokens in the whole update (all micro-batches, all replicas), so neither accumulating N
 batches of B sentences nor splitting a batch over N replicas changes the update.
+
+With R-Drop (`train.rdrop_alpha`) each batch goes through the model twice in one call (the
+batch stacked on itself, so every row gets its own dropout); the loss is the paper's,
+halved: the mean of the two copies' token losses plus alpha / 2 times their symmetric KL
+divergence (its half-sum), so the loss logged and the clipping threshold keep their scale.
 """
 
 import tensorflow as tf
 
-from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
+from transformer_tf.training.losses import (
+    masked_correct_sum,
+    masked_loss_sum,
+    masked_symmetric_kl_sum,
+)
 
 _BATCH_SPEC = tf.TensorSpec([None, None], tf.int32)
 _SUM = tf.distribute.ReduceOp.SUM
@@ -31,6 +40,7 @@ class TrainStep:
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.label_smoothing = train_config.label_smoothing
+        self.rdrop_alpha = train_config.rdrop_alpha
         self.clip_norm = train_config.clip_norm
         self.loss_scaling = isinstance(optimizer, tf.keras.optimizers.LossScaleOptimizer)
         if train_config.jit_compile == "auto":
@@ -90,9 +100,19 @@ class TrainStep:
         """Gradients of the summed (not averaged) token losses of one batch."""
         tar_inp, tar_real = target[:, :-1], target[:, 1:]
         with tf.GradientTape() as tape:
-            logits, _ = self.model(source, tar_inp, training=True)
-            loss_sum, tokens = masked_loss_sum(tar_real, logits, self.label_smoothing)
-            scaled = self.optimizer.scale_loss(loss_sum) if self.loss_scaling else loss_sum
+            if self.rdrop_alpha:
+                twice = [tf.concat([ids, ids], axis=0) for ids in (source, tar_inp)]
+                logits, other = tf.split(self.model(*twice, training=True)[0], 2, axis=0)
+                first, tokens = masked_loss_sum(tar_real, logits, self.label_smoothing)
+                second, _ = masked_loss_sum(tar_real, other, self.label_smoothing)
+                loss_sum = (first + second) / 2.0
+                kl_sum = masked_symmetric_kl_sum(tar_real, logits, other)
+                objective = loss_sum + self.rdrop_alpha / 2.0 * kl_sum
+            else:
+                logits, _ = self.model(source, tar_inp, training=True)
+                loss_sum, tokens = masked_loss_sum(tar_real, logits, self.label_smoothing)
+                objective = loss_sum
+            scaled = self.optimizer.scale_loss(objective) if self.loss_scaling else objective
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         gradients = [tf.convert_to_tensor(g) for g in gradients]  # embeddings give slices
         metrics = {
