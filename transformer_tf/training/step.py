@@ -101,11 +101,13 @@ class TrainStep:
         tar_inp, tar_real = target[:, :-1], target[:, 1:]
         with tf.GradientTape() as tape:
             if self.rdrop_alpha:
-                twice = [tf.concat([ids, ids], axis=0) for ids in (source, tar_inp)]
-                logits, other = tf.split(self.model(*twice, training=True)[0], 2, axis=0)
-                first, tokens = masked_loss_sum(tar_real, logits, self.label_smoothing)
-                second, _ = masked_loss_sum(tar_real, other, self.label_smoothing)
-                loss_sum = (first + second) / 2.0
+                source2, inp2, real2 = (
+                    tf.concat([x, x], axis=0) for x in (source, tar_inp, tar_real)
+                )
+                both, _ = self.model(source2, inp2, training=True)
+                both_sum, both_tokens = masked_loss_sum(real2, both, self.label_smoothing)
+                loss_sum, tokens = both_sum / 2.0, both_tokens / 2.0  # the copies' mean
+                logits, other = tf.split(both, 2, axis=0)
                 kl_sum = masked_symmetric_kl_sum(tar_real, logits, other)
                 objective = loss_sum + self.rdrop_alpha / 2.0 * kl_sum
             else:
