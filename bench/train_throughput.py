@@ -386,16 +386,16 @@ def stage_times(model_config, batches, repeats=10):
 def auto_choices(model_config, batches):
     """(precision, jit_compile) that `train.precision: auto` and `train.jit_compile: auto`
     choose here: the package's start-up probes, on batches of this benchmark's shapes."""
-    tokens = int(np.mean([s.size for s, _ in batches]))
-    precision, _ = probes.choose_precision(model_config, tokens)
     shapes = {}
     for source, target in batches:
         shapes.setdefault(source.shape[1], (tf.constant(source), tf.constant(target)))
-    probe = [shapes[length] for length in sorted(shapes)[:2]]
-    jit, _ = probes.choose_jit_compile(
-        lambda jit_compile: package_train_step(model_config, precision, jit_compile), probe, True
+    chosen = probes.choose(
+        model_config,
+        int(np.mean([s.size for s, _ in batches])),
+        lambda precision, jit_compile: package_train_step(model_config, precision, jit_compile),
+        [shapes[length] for length in sorted(shapes)[:2]],
     )
-    return precision, jit
+    return chosen["precision"], chosen["jit_compile"]
 
 
 def make_step(system, model_config, batches):

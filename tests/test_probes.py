@@ -83,6 +83,40 @@ def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_with_both_auto_the_step_is_timed_in_all_four_combinations(tmp_path, monkeypatch):
+    """Precision and XLA interact, so with both auto and bucketed shapes the real step is
+    timed in each combination: the fastest is taken when it clears the margin."""
+
+    def timings(table):
+        return lambda make_step, precision, jit_compile, batches: table[precision, jit_compile]
+
+    plain = ("float32", False)
+    base = {plain: 1.0, ("float32", True): 0.8, ("bfloat16", False): 0.85}
+    for bf16_xla, choice in ((0.7, ("bfloat16", True)), (0.9, ("float32", True)), (0.88, plain)):
+        if choice == plain:  # nothing 1.15 times as fast: float32 without XLA stays
+            base = {**base, ("float32", True): 0.88, ("bfloat16", False): 0.88}
+        monkeypatch.setattr(probes, "step_seconds", timings({**base, ("bfloat16", True): bf16_xla}))
+        assert probes.choose_precision_and_jit_compile(None, [])[0] == choice
+    monkeypatch.undo()
+
+    # For real, on a tiny run: one log line with the four ratios, both choices recorded.
+    bucketed = ["data.pad_to_buckets=true", "train.steps=10", "train.checkpoint_every=10"]
+    with captured_log() as messages:
+        runner = _runner(
+            tmp_path / "run", *bucketed, "train.precision=auto", "train.jit_compile=auto"
+        )
+        runner.train()
+    line = next(m for m in messages if m.startswith("train.precision and train.jit_compile auto"))
+    for combination in ("float32 1.00x", "float32 with XLA", "bfloat16 ", "bfloat16 with XLA"):
+        assert combination in line
+    saved = Runner.from_run_dir(tmp_path / "run").config.train
+    assert (saved.precision, saved.jit_compile) == (
+        runner.config.train.precision,
+        runner.config.train.jit_compile,
+    )
+    assert saved.precision in ("float32", "bfloat16") and isinstance(saved.jit_compile, bool)
+
+
 def test_auto_means_float32_without_xla_for_several_replicas(tmp_path):
     """Each replica's process would measure for itself and might choose otherwise: with
     several, auto takes the plain settings (an explicit choice stays)."""

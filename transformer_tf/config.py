@@ -199,7 +199,8 @@ class TrainConfig:
     clip_norm: Optional[float] = None  # clip gradients to this global norm
     accumulation_steps: int = 1  # micro-batches per update, weighted by target tokens
     # compute dtype; auto: a probe at start-up (training/probes.py) takes bfloat16 (float16
-    # on a GPU) where its matrix products run clearly faster here, else float32
+    # on a GPU) where it runs clearly faster here, else float32 (with jit_compile auto and
+    # data.pad_to_buckets, the train step is timed in each precision with and without XLA)
     precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     # compile the train step with XLA; auto: where a probe of the step finds it clearly
     # faster (only with data.pad_to_buckets). An auto choice is kept in config.yaml

@@ -196,11 +196,11 @@ class Runner:
         when it started (its config.yaml), or else the start-up probes' (`probes`), which
         measure this process: with several replicas or workers they would not agree, so
         there auto means float32 without XLA (say the choice explicitly). Returns whether
-        the XLA probe ran (it builds scratch models)."""
+        a probe of the train step ran (it builds scratch models)."""
         from transformer_tf.training import probes
 
         saved = self.run_dir.read_config().train if self.run_dir.config.is_file() else None
-        chosen, probed_xla = {}, False
+        chosen, measured = {}, []
         for key, plain in probes.PLAIN.items():
             if getattr(self.config.train, key) != "auto":
                 continue
@@ -216,18 +216,21 @@ class Runner:
                     plain,
                     strategy.num_replicas_in_sync,
                 )
-            elif key == "precision":
-                data = self.config.data
-                tokens = data.batch_tokens or 16 * data.batch_size
-                chosen[key], _ = probes.choose_precision(self.config.model, tokens)
             else:
-                precision = chosen.get("precision", self.config.train.precision)
-                chosen[key], _ = probes.choose_jit_compile(
-                    lambda jit_compile: self._scratch_step(precision, jit_compile),
-                    probes.probe_batches(self.config.model, self.config.data),
-                    self.config.data.pad_to_buckets,
+                measured.append(key)
+        data = self.config.data
+        probed_xla = "jit_compile" in measured and data.pad_to_buckets
+        if measured:
+            given = {key: getattr(self.config.train, key) for key in probes.PLAIN}
+            chosen.update(
+                probes.choose(
+                    self.config.model,
+                    data.batch_tokens or 16 * data.batch_size,
+                    self._scratch_step,
+                    probes.probe_batches(self.config.model, data) if probed_xla else None,
+                    **{**given, **chosen},
                 )
-                probed_xla = self.config.data.pad_to_buckets
+            )
         if chosen:
             train = dataclasses.replace(self.config.train, **chosen)
             self.config = dataclasses.replace(self.config, train=train)
@@ -235,7 +238,7 @@ class Runner:
 
     def _scratch_step(self, precision, jit_compile):
         """The train step of a new model and optimizer with this run's settings (weights of
-        its own: the run's are not touched), for the XLA probe."""
+        its own: the run's are not touched), for the probes of the step."""
         from transformer_tf.training.optimizers import make_optimizer
         from transformer_tf.training.step import TrainStep
 

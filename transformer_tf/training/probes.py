@@ -7,13 +7,16 @@ one AVX-512 Intel machine of this project, were converted on an AVX2-only AMD on
 another. So the run measures, once, when it starts, and records the choice in its resolved
 config (`config.yaml`): a resumed run keeps it.
 
-- precision: the matrix products of one batch of the model (query/key/value/output
+- both, with bucketed batch shapes (`data.pad_to_buckets`): the two interact (on one
+  Intel machine bfloat16 alone and XLA alone each won, and bfloat16 made XLA's own gain
+  look too small), so the real compiled train step of a scratch copy of the model (same
+  settings, its own weights and optimizer) is timed on batches of the config's shapes in
+  all four combinations, and the fastest taken.
+- precision alone: the matrix products of one batch of the model (query/key/value/output
   projections, feed-forward, output layer; forward shapes), float32 against the reduced
   precision (bfloat16; float16 on a GPU), under a second.
-- XLA: the real compiled train step of a scratch copy of the model (same settings, its
-  own weights and optimizer) on batches of the config's shapes, with and without XLA;
-  only when the batch shapes are bucketed (`data.pad_to_buckets`), since XLA compiles once
-  per shape.
+- XLA alone: that train step with and without XLA, in the given precision; only when the
+  batch shapes are bucketed, since XLA compiles once per shape.
 
 A faster choice is taken only when it wins by `MARGIN`: a few percent is within what a busy
 machine varies by, and the default (float32, no XLA) is the one every result here was
@@ -58,6 +61,11 @@ def matmul_shapes(model_config, tokens):
     return [(tokens, d, d), (tokens, d, dff), (tokens, dff, d), (tokens, d, vocab)]
 
 
+def reduced_precision():
+    """The precision `auto` weighs against float32 here: float16 on a GPU, else bfloat16."""
+    return "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+
+
 def precision_speedup(model_config, tokens, reduced="bfloat16"):
     """float32 time / `reduced` time of the matrix products of `matmul_shapes`."""
     rng = np.random.default_rng(0)
@@ -79,7 +87,7 @@ def precision_speedup(model_config, tokens, reduced="bfloat16"):
 def choose_precision(model_config, tokens):
     """("float32" or the reduced precision, measured speed-up), the reduced one taken
     when its products run `MARGIN` times as fast."""
-    reduced = "float16" if tf.config.list_physical_devices("GPU") else "bfloat16"
+    reduced = reduced_precision()
     speedup = precision_speedup(model_config, tokens, reduced)
     choice = reduced if speedup >= MARGIN else "float32"
     log.info(
@@ -93,32 +101,31 @@ def choose_precision(model_config, tokens):
     return choice, speedup
 
 
-def xla_speedup(make_step, batches, updates=5):
-    """Time per update without XLA / with XLA, of the steps `make_step(jit_compile)`
-    returns (each with its own scratch model), over `batches` (each shape compiled
-    before timing)."""
+def step_seconds(make_step, precision, jit_compile, batches, updates=5):
+    """Seconds for one pass over `batches` of the train step `make_step(precision,
+    jit_compile)` returns (with its own scratch model): the fastest of `updates` passes,
+    after one that compiles each shape."""
+    step = make_step(precision, jit_compile)
 
-    def seconds(jit_compile):
-        step = make_step(jit_compile)
+    def run():
+        for source, target in batches:
+            step.update(source, target)["loss_sum"].numpy()
 
-        def run():
-            for source, target in batches:
-                step.update(source, target)["loss_sum"].numpy()
-
-        return _best_seconds(run, repeats=updates)
-
-    return seconds(False) / seconds(True)
+    return _best_seconds(run, repeats=updates)
 
 
-def choose_jit_compile(make_step, batches, bucketed):
-    """(whether to compile the train step with XLA, measured speed-up or None)."""
-    if not bucketed:
+def choose_jit_compile(make_step, batches, precision):
+    """(whether to compile the train step of `make_step(precision, jit_compile)` with XLA,
+    measured speed-up or None); `batches` None: the shapes are not bucketed."""
+    if batches is None:
         log.info(
             "train.jit_compile auto: off (batch shapes are not bucketed, so XLA would "
             "compile again for most batches; data.pad_to_buckets: true lets it choose)"
         )
         return False, None
-    speedup = xla_speedup(make_step, batches)
+    speedup = step_seconds(make_step, precision, False, batches) / step_seconds(
+        make_step, precision, True, batches
+    )
     choice = speedup >= MARGIN
     log.info(
         "train.jit_compile auto: %s (the train step ran %.2fx as fast with XLA; %.2fx needed)",
@@ -127,6 +134,45 @@ def choose_jit_compile(make_step, batches, bucketed):
         MARGIN,
     )
     return choice, speedup
+
+
+def choose_precision_and_jit_compile(make_step, batches):
+    """((precision, jit_compile), {each combination: its speed-up over float32 without
+    XLA}): the fastest combination of the train step `make_step(precision, jit_compile)`
+    on `batches`, taken when it is `MARGIN` times as fast as float32 without XLA."""
+    combinations = [(p, j) for p in ("float32", reduced_precision()) for j in (False, True)]
+    seconds = {c: step_seconds(make_step, *c, batches) for c in combinations}
+    speedups = {c: seconds[combinations[0]] / s for c, s in seconds.items()}
+    fastest = max(speedups, key=speedups.get)
+    choice = fastest if speedups[fastest] >= MARGIN else combinations[0]
+    log.info(
+        "train.precision and train.jit_compile auto: %s, XLA %s (the train step ran %s; "
+        "%.2fx needed)",
+        choice[0],
+        "on" if choice[1] else "off",
+        ", ".join(f"{p}{' with XLA' if j else ''} {speedups[p, j]:.2f}x" for p, j in combinations),
+        MARGIN,
+    )
+    return choice, speedups
+
+
+def choose(model_config, tokens, make_step, batches, precision="auto", jit_compile="auto"):
+    """{key: choice} for those of `precision` and `jit_compile` given as "auto", measured
+    here: `tokens` per batch (the precision probe's products), `make_step(precision,
+    jit_compile)` a train step with a scratch model, `batches` of the run's bucketed
+    shapes (None when they are not bucketed)."""
+    chosen = {}
+    if precision == "auto" and jit_compile == "auto" and batches is not None:
+        (chosen["precision"], chosen["jit_compile"]), _ = choose_precision_and_jit_compile(
+            make_step, batches
+        )
+        return chosen
+    if precision == "auto":
+        precision, _ = choose_precision(model_config, tokens)
+        chosen["precision"] = precision
+    if jit_compile == "auto":
+        chosen["jit_compile"], _ = choose_jit_compile(make_step, batches, precision)
+    return chosen
 
 
 def probe_batches(model_config, data_config, lengths=(15, 31)):
