@@ -10,7 +10,7 @@ shows it every batch shape, three windows of `--window` seconds, median reported
 are the real (non-padding) target tokens. Systems:
 
 - transformer_tf: this package's compiled train step (`TrainStep`), float32, bfloat16,
-  float32 with XLA (`train.jit_compile`), and `auto`: what `train.precision: auto` and
+  each with XLA (`train.jit_compile`), and `auto`: what `train.precision: auto` and
   `train.jit_compile: auto` choose here (the package's start-up probes; the choice printed);
 - pytorch: `torch.nn.Transformer` of the same dimensions, eager, the same loss (label
   smoothing 0.1, summed over real tokens / their count);
@@ -58,6 +58,7 @@ SYSTEMS = [
     "transformer_tf float32",
     "transformer_tf bfloat16",
     "transformer_tf float32 XLA",
+    "transformer_tf bfloat16 XLA",
     "transformer_tf auto",
     "pytorch eager",
     "keras_hub",
