@@ -199,4 +199,5 @@ def test_translate_prints_the_n_best(trained_run, capsys):
     for first in (0, 3):
         scores = [float(score) for _, _, score in lines[first : first + 3]]
         assert scores == sorted(scores, reverse=True) and scores[0] < 0
-        assert all(text for _, text, _ in lines[first : first + 3])
+    # No assertion on the texts: with nothing favouring length, a 150-step model may rightly
+    # rank the empty translation among its three best (it did on one CI machine).
