@@ -128,7 +128,7 @@ def test_lowercase_needs_sentencepiece(capsys):
     assert code == 2 and "'tokenizer.lowercase' needs 'tokenizer.type: sentencepiece'" in err
 
 
-@pytest.mark.parametrize("key", ["attention_dropout", "activation_dropout"])
+@pytest.mark.parametrize("key", ["attention_dropout", "activation_dropout", "word_dropout"])
 def test_dropouts_must_be_rates(key, capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", f"model.{key}=1.5"])
     assert code == 2 and f"'model.{key}' must be in [0, 1), got 1.5" in err

@@ -55,7 +55,9 @@ def test_encoder_layer_puts_the_layer_norm_where_its_norm_says(norm):
     assert (model.decoder.final_norm is not None) == (norm == "pre")
 
 
-@pytest.mark.parametrize("options", [{"attention_dropout": 0.5}, {"activation_dropout": 0.5}])
+@pytest.mark.parametrize(
+    "options", [{"attention_dropout": 0.5}, {"activation_dropout": 0.5}, {"word_dropout": 0.5}]
+)
 def test_extra_dropouts_act_in_training_only(options):
     model = small_transformer(**options, rate=0.0)
     inp, tar = model_batch()
@@ -70,3 +72,18 @@ def test_extra_dropouts_act_in_training_only(options):
     assert np.abs(trained.numpy() - reference.numpy()).max() > 1e-2
     # The attention weights returned (for inspection) are those before the dropout.
     np.testing.assert_allclose(weights["decoder_layer1_block2"].numpy().sum(-1), 1.0, rtol=1e-5)
+
+
+def test_word_dropout_zeroes_whole_token_embeddings():
+    from transformer_tf.model.layers import PositionalEmbedding
+
+    layer = PositionalEmbedding(50, 16, 40, rate=0.0, word_dropout=0.5)
+    ids = tf.random.stateless_uniform([8, 30], seed=[1, 2], minval=1, maxval=50, dtype=tf.int32)
+    positions = layer.pos_encoding[:, :30, :]
+    words = layer(ids, training=False) - positions  # the scaled embeddings, nothing dropped
+    dropped = (layer(ids, training=True) - positions).numpy()
+    zero = np.all(np.abs(dropped) < 1e-6, axis=-1)  # [batch, len]: tokens dropped whole
+    kept = ~zero
+    # About half the tokens go whole; the rest are scaled by 1 / (1 - 0.5), feature by feature.
+    assert 0.3 < zero.mean() < 0.7
+    np.testing.assert_allclose(dropped[kept], 2.0 * words.numpy()[kept], rtol=1e-5, atol=1e-5)

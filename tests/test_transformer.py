@@ -114,17 +114,26 @@ def test_sharing_all_embeddings_needs_one_vocabulary_size():
 
 def test_options_round_trip_through_get_config():
     model = small_transformer(
-        share_embeddings="decoder", norm="pre", attention_dropout=0.1, activation_dropout=0.2
+        share_embeddings="decoder",
+        norm="pre",
+        attention_dropout=0.1,
+        activation_dropout=0.2,
+        word_dropout=0.3,
     )
     config = model.get_config()
-    assert {
-        k: config[k]
-        for k in ("share_embeddings", "norm", "attention_dropout", "activation_dropout")
-    } == {
+    options = (
+        "share_embeddings",
+        "norm",
+        "attention_dropout",
+        "activation_dropout",
+        "word_dropout",
+    )
+    assert {k: config[k] for k in options} == {
         "share_embeddings": "decoder",
         "norm": "pre",
         "attention_dropout": 0.1,
         "activation_dropout": 0.2,
+        "word_dropout": 0.3,
     }
     assert Transformer.from_config(config).get_config() == config
 

@@ -167,6 +167,9 @@ class ModelConfig:
     norm: Literal["post", "pre"] = "post"
     attention_dropout: float = 0.0  # dropout on the attention weights
     activation_dropout: float = 0.0  # dropout after the feed-forward ReLU
+    # whole tokens dropped in training: each source and target token's embedding zeroed
+    # with this probability (word dropout, Gal and Ghahramani 2016), the rest scaled up
+    word_dropout: float = 0.0
     # mix copying from the source into every output distribution (pointer-generator: the
     # last decoder layer's attention points at source tokens); needs tokenizer.shared: true
     copy_attention: bool = False
@@ -471,7 +474,7 @@ def _check(config, source):
             f"{source}: 'eval.sampling_temperature' must be positive, "
             f"got {config.eval.sampling_temperature}."
         )
-    for key in ("rate", "attention_dropout", "activation_dropout"):
+    for key in ("rate", "attention_dropout", "activation_dropout", "word_dropout"):
         if not 0.0 <= getattr(m, key) < 1.0:
             raise ConfigError(f"{source}: 'model.{key}' must be in [0, 1), got {getattr(m, key)}.")
     if config.tokenizer.lowercase and config.tokenizer.type != "sentencepiece":

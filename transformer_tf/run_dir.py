@@ -28,7 +28,7 @@ from transformer_tf.errors import UserError
 log = logging.getLogger(__name__)
 
 # Model settings that may change when a run is resumed: the weights fit either way.
-DROPOUTS = ("rate", "attention_dropout", "activation_dropout")
+DROPOUTS = ("rate", "attention_dropout", "activation_dropout", "word_dropout")
 
 
 class RunDir:

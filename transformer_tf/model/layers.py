@@ -57,9 +57,14 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         rate: float, dropout rate. Defaults to 0.1.
         embedding: optional `tf.keras.layers.Embedding` [vocab_size, d_model] to use (and
             share with other layers) instead of a new one (see `token_embedding`).
+        word_dropout: float, in training the share of tokens whose whole embedding is
+            zeroed before the positions are added (the others scaled by 1 / (1 - it)).
+            Defaults to 0.
     """
 
-    def __init__(self, vocab_size, d_model, max_length, rate=0.1, embedding=None, **kwargs):
+    def __init__(
+        self, vocab_size, d_model, max_length, rate=0.1, embedding=None, word_dropout=0.0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.vocab_size, self.d_model, self.max_length, self.rate = (
             vocab_size,
@@ -70,9 +75,20 @@ class PositionalEmbedding(tf.keras.layers.Layer):
         self.embedding = embedding or token_embedding(vocab_size, d_model, dtype=self.dtype_policy)
         self.pos_encoding = positional_encoding(max_length, d_model)
         self.dropout = tf.keras.layers.Dropout(rate, dtype=self.dtype_policy)
+        self.word_dropout = word_dropout
+        # One draw per token, shared by its d_model features: whole tokens go.
+        self.token_dropout = (
+            tf.keras.layers.Dropout(
+                word_dropout, noise_shape=(None, None, 1), dtype=self.dtype_policy
+            )
+            if word_dropout
+            else None
+        )
 
     def call(self, ids, training=None):
         x = self.embedding(ids) * math.sqrt(self.d_model)  # [batch, len, d_model]
+        if self.token_dropout is not None:
+            x = self.token_dropout(x, training=training)
         x += tf.cast(self.pos_encoding[:, : tf.shape(ids)[1], :], x.dtype)
         return self.dropout(x, training=training)
 
@@ -88,6 +104,7 @@ class PositionalEmbedding(tf.keras.layers.Layer):
             "d_model": self.d_model,
             "max_length": self.max_length,
             "rate": self.rate,
+            "word_dropout": self.word_dropout,
         }
 
 

@@ -50,6 +50,7 @@ class _LayerStack(tf.keras.layers.Layer):
         norm="post",
         attention_dropout=0.0,
         activation_dropout=0.0,
+        word_dropout=0.0,
         embedding=None,
         **kwargs,
     ):
@@ -63,6 +64,7 @@ class _LayerStack(tf.keras.layers.Layer):
             maximum_position_encoding,
             rate,
             embedding=embedding,
+            word_dropout=word_dropout,
             name="embedding",
             dtype=dtype,
         )
@@ -195,6 +197,9 @@ class Transformer(tf.keras.Model):
             and a final layer norm on each stack (tensor2tensor's default).
         attention_dropout: float, dropout on the attention weights. Defaults to 0.
         activation_dropout: float, dropout after the feed-forward ReLU. Defaults to 0.
+        word_dropout: float, in training each source and target token's whole embedding
+            is zeroed with this probability (word dropout, Gal and Ghahramani 2016).
+            Defaults to 0.
         copy_attention: bool, mix copying from the source into every output distribution
             (`PointerGenerator`: the last decoder layer's encoder-decoder attention, heads
             averaged, points at source tokens); needs equal vocabulary sizes (a shared
@@ -231,6 +236,7 @@ class Transformer(tf.keras.Model):
         norm="post",
         attention_dropout=0.0,
         activation_dropout=0.0,
+        word_dropout=0.0,
         copy_attention=False,
         **kwargs,
     ):
@@ -263,6 +269,7 @@ class Transformer(tf.keras.Model):
         self.norm = norm
         self.attention_dropout = attention_dropout
         self.activation_dropout = activation_dropout
+        self.word_dropout = word_dropout
         self.copy_attention = copy_attention
         # Every sublayer takes this model's dtype policy (mixed precision: float32 weights,
         # computation in bfloat16 or float16), as KerasHub passes it down; nothing global.
@@ -271,6 +278,7 @@ class Transformer(tf.keras.Model):
             norm=norm,
             attention_dropout=attention_dropout,
             activation_dropout=activation_dropout,
+            word_dropout=word_dropout,
             dtype=dtype,
         )
         shared = (
@@ -381,6 +389,7 @@ class Transformer(tf.keras.Model):
             "norm": self.norm,
             "attention_dropout": self.attention_dropout,
             "activation_dropout": self.activation_dropout,
+            "word_dropout": self.word_dropout,
             "copy_attention": self.copy_attention,
         }
 
