@@ -146,6 +146,13 @@ def test_rdrop_alpha_is_not_negative(capsys):
     assert code == 2 and "'train.rdrop_alpha' must be 0 (off) or positive, got -1" in err
 
 
+@pytest.mark.parametrize("key", ["clip_norm", "max_minutes"])
+def test_clip_norm_and_time_budget_are_positive_or_null(key, capsys):
+    args = ["train", "--config", str(QUICKSTART), "--set", f"train.{key}=0"]
+    code, err = _run(capsys, args)
+    assert code == 2 and f"'train.{key}' must be positive or null, got 0" in err
+
+
 def test_norm_is_a_choice(capsys):
     code, err = _run(capsys, ["train", "--config", str(QUICKSTART), "--set", "model.norm=middle"])
     assert code == 2 and "'model.norm' must be one of 'post', 'pre'" in err

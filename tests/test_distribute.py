@@ -105,8 +105,9 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(run_dir, scratch, extra):
-    """Two `transformer-tf train` processes forming a cluster on 127.0.0.1."""
+def _start_workers(run_dir, scratch, extra, own=((), ())):
+    """Two `transformer-tf train` processes forming a cluster on 127.0.0.1, with the
+    settings `extra`, and each with its own of `own`."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     workers = []
     for index in range(2):
@@ -124,7 +125,9 @@ def _start_workers(run_dir, scratch, extra):
             "-m",
             "transformer_tf.cli",
             "train",
-            *tiny_args(run_dir, *SAME_UPDATE, "distribute.strategy=multi_worker", *extra),
+            *tiny_args(
+                run_dir, *SAME_UPDATE, "distribute.strategy=multi_worker", *extra, *own[index]
+            ),
             "--no-eval",
             "--no-export",
         ]
@@ -172,6 +175,20 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
         == 0
     )
     _assert_same_weights(_model_weights(run_dir), _model_weights(single), 1e-4)
+
+
+@pytest.mark.slow
+def test_the_workers_stop_together_when_one_has_spent_the_time_budget(tmp_path):
+    run_dir, scratch = tmp_path / "cluster", tmp_path / "scratch"
+    budgets = (["train.max_minutes=60"], ["train.max_minutes=0.001"])
+    workers = _start_workers(
+        run_dir, scratch, ["train.steps=100000", "train.log_every=10"], own=budgets
+    )
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+        assert "stopped by the time budget" in err and "at step 10" in err
+    assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == ["ckpt-10.index"]
 
 
 @pytest.mark.slow

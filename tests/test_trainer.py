@@ -1,6 +1,7 @@
 """The training loop: losses and TensorBoard, exact resume after a kill, SIGTERM,
-saving, divergence, early stopping, bfloat16 and float16."""
+saving, divergence, early stopping, the time budget, bfloat16 and float16."""
 
+import io
 import os
 import signal
 import subprocess
@@ -12,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from transformer_tf.checkpoints import checkpoint_paths
+from transformer_tf.checkpoints import checkpoint_paths, training_seconds
 from transformer_tf.cli import main
 from transformer_tf.runner import Runner
+from transformer_tf.training.progress import Progress
 
 from conftest import ROOT, read_events, read_scalars, tiny_args
 
@@ -233,6 +235,43 @@ def test_early_stopping_fires_and_validation_is_recorded(tmp_path, capsys):
     for tag in ("loss", "accuracy", "bleu", "chrf", "samples", "attention"):
         assert f"validation/{tag}" in tags, tag
     assert sorted(tags["validation/bleu"]) == [10, 20, 30]
+
+
+def test_a_time_budget_stops_keeps_the_checkpoint_and_counts_over_resumes(tmp_path, capsys):
+    run_dir = tmp_path / "budget"
+
+    def train(*settings):
+        args = tiny_args(run_dir, "train.log_every=10", "train.checkpoint_every=1000", *settings)
+        assert main(["train", *args, "--no-eval", "--no-export"]) == 0
+        return capsys.readouterr().err
+
+    # 0.06 seconds: spent by the first check, at step 10 (tracing the step takes longer).
+    err = train("train.steps=100000", "train.max_minutes=0.001")
+    assert "stopped by the time budget (train.max_minutes=0.001) at step 10" in err
+    assert "run the same command to continue" not in err
+    assert _latest_step(run_dir) == 10
+    spent = training_seconds(run_dir / "checkpoints", 10)
+    assert spent >= 0.06
+
+    err = train("train.steps=100000", "train.max_minutes=0.001")
+    assert "already trained: step 10 after" in err and "time budget" in err
+    assert _latest_step(run_dir) == 10
+
+    # A larger budget resumes, and the time recorded goes on from the first run's.
+    err = train("train.steps=20", "train.max_minutes=60")
+    assert "at step 10" in err and "or 59m" in err
+    assert _latest_step(run_dir) == 20
+    assert training_seconds(run_dir / "checkpoints", 20) > spent
+
+
+def test_the_eta_is_the_sooner_of_the_last_step_and_the_time_budget(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    by_steps = Progress(0, 1000, stream=io.StringIO())
+    by_budget = Progress(0, 1000, stream=io.StringIO(), seconds_left=100.0)
+    clock[0] += 10.0  # 10 steps in 10 seconds: 990 seconds to the last step
+    assert by_steps.eta(10) == "16m30s"
+    assert by_budget.eta(10) == "1m30s"
 
 
 def test_float16_learns_like_float32_and_a_resumed_run_keeps_its_loss_scale(trained_run, tmp_path):

@@ -1,8 +1,12 @@
-"""A run's checkpoints: their paths, restoring them (also those of earlier versions), and a
-model restored from the latest, the best by validation, or the mean of the last N."""
+"""A run's checkpoints: their paths, restoring them (also those of earlier versions), the
+minutes of training each holds, and a model restored from the latest, the best by
+validation, or the mean of the last N."""
 
 import contextlib
+import json
 import logging
+import os
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -30,6 +34,40 @@ def checkpoint_paths(run_dir, best=False):
 def checkpoint_step(path):
     """The training step of a checkpoint prefix (`.../ckpt-1200` -> 1200)."""
     return int(str(path).rsplit("-", 1)[-1])
+
+
+# Seconds of training at each checkpoint's step, summed over the runs that resumed it (what
+# train.max_minutes counts), in a file beside the checkpoints: kept out of the checkpoints
+# themselves, those of earlier versions still restore.
+TRAINING_TIME = "training_time.json"
+
+
+def _read_training_time(directory):
+    path = Path(directory) / TRAINING_TIME
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as err:
+        log.warning("ignoring %s: it does not read back (%s)", path, err)
+        return {}
+
+
+def training_seconds(directory, step):
+    """Seconds of training that the checkpoint of `step` in the checkpoint `directory` holds,
+    or None when not recorded (a checkpoint of an earlier version)."""
+    return _read_training_time(directory).get(str(step))
+
+
+def record_training_seconds(directory, step, seconds):
+    """Record that the checkpoint of `step` in `directory` holds `seconds` of training
+    (written whole or not at all)."""
+    record = _read_training_time(directory)
+    record[str(step)] = round(seconds, 1)
+    path = Path(directory) / TRAINING_TIME
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(record, indent=0) + "\n", encoding="utf-8")
+    os.replace(partial, path)
 
 
 # A checkpoint finds each weight through the attribute names leading to it. Version 0.1

@@ -180,6 +180,10 @@ class TrainConfig:
     """The custom training loop."""
 
     steps: int = 100000  # optimizer updates in total
+    # a time budget: stop at the first log_every step past this many minutes of training,
+    # summed over the runs that resumed it (compile, validations and saves included), and
+    # keep that checkpoint; null: steps alone end the run
+    max_minutes: Optional[float] = None
     optimizer: Literal["adam", "adamw"] = "adam"  # adamw: with decoupled weight decay
     adam_beta_1: float = 0.9  # the paper's Adam settings
     adam_beta_2: float = 0.98  # (adam and adamw)
@@ -524,10 +528,10 @@ def _check(config, source):
             raise ConfigError(
                 f"{source}: 'train.{key}' must be 0 or more, got {getattr(config.train, key)}."
             )
-    if config.train.clip_norm is not None and config.train.clip_norm <= 0:
-        raise ConfigError(
-            f"{source}: 'train.clip_norm' must be positive or null, got {config.train.clip_norm}."
-        )
+    for key in ("clip_norm", "max_minutes"):
+        value = getattr(config.train, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{source}: 'train.{key}' must be positive or null, got {value}.")
     if config.train.early_stopping_patience and not config.train.eval_every:
         raise ConfigError(
             f"{source}: 'train.early_stopping_patience' needs evaluations; set "

@@ -5,6 +5,7 @@ checker of its `config.yaml`.
     <run_dir>/vocab/             source.model, target.model (SentencePiece) or .vocab (WordPiece)
     <run_dir>/prepared/          training pairs as token ids (transformer-tf prepare)
     <run_dir>/checkpoints/       tf.train.CheckpointManager (best/ holds the best by validation)
+                                 and training_time.json (minutes of training at each)
     <run_dir>/logs/train, eval   TensorBoard
     <run_dir>/eval/              hypotheses and scores of each evaluation
     <run_dir>/export/            SavedModel

@@ -393,7 +393,7 @@ class Runner:
         if step < config.train.steps and not best:
             log.warning(
                 "warning: ensemble member '%s' is at step %d of its %d (still training, or "
-                "stopped early); decoding with its checkpoints so far.",
+                "stopped early or by its time budget); decoding with its checkpoints so far.",
                 run_dir,
                 step,
                 config.train.steps,

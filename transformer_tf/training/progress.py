@@ -26,11 +26,14 @@ class Progress:
         start_step: int, step the run starts (or resumes) at.
         total: int, last step.
         stream: where the live line goes. Defaults to stderr.
+        seconds_left: the time budget left (train.max_minutes), or None: the ETA is then
+            the sooner of the last step and the budget's end.
     """
 
-    def __init__(self, start_step, total, stream=None):
+    def __init__(self, start_step, total, stream=None, seconds_left=None):
         self.start_step = start_step
         self.total = total
+        self.seconds_left = seconds_left
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.started = time.perf_counter()
@@ -40,7 +43,11 @@ class Progress:
         done = step - self.start_step
         if done <= 0:
             return "?"
-        return format_seconds((time.perf_counter() - self.started) / done * (self.total - step))
+        elapsed = time.perf_counter() - self.started
+        seconds = elapsed / done * (self.total - step)
+        if self.seconds_left is not None:
+            seconds = max(min(seconds, self.seconds_left - elapsed), 0)
+        return format_seconds(seconds)
 
     def tick(self, step, loss, tokens_per_second):
         now = time.perf_counter()

@@ -2,8 +2,8 @@
 
 Given the run's data and tokenizers (the `Runner` loads them), trains the model: optimizer,
 checkpoints (latest K and best), TensorBoard, periodic validation with BLEU, early stopping,
-and stopping cleanly on SIGTERM/SIGINT. Re-running the same config resumes at the same step,
-learning rate, optimizer state, dropout random state and position in the data.
+a time budget, and stopping cleanly on SIGTERM/SIGINT. Re-running the same config resumes at
+the same step, learning rate, optimizer state, dropout random state and position in the data.
 """
 
 import dataclasses
@@ -18,7 +18,12 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from transformer_tf.checkpoints import checkpoint_paths, restore_intact
+from transformer_tf.checkpoints import (
+    checkpoint_paths,
+    record_training_seconds,
+    restore_intact,
+    training_seconds,
+)
 from transformer_tf.data.pipeline import (
     count_length_rules,
     distributed_train_dataset,
@@ -34,7 +39,7 @@ from transformer_tf.run_dir import RunDir
 from transformer_tf.training.distribute import is_chief
 from transformer_tf.training.losses import masked_correct_sum, masked_loss_sum
 from transformer_tf.training.optimizers import make_optimizer
-from transformer_tf.training.progress import Progress
+from transformer_tf.training.progress import Progress, format_seconds
 from transformer_tf.training.step import TrainStep
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ def _out_of_space(err):
 class TrainResult:
     config: object  # the resolved config
     step: int
-    stopped_by: str = ""  # "", "signal SIGTERM", "early stopping"
+    stopped_by: str = ""  # "", "signal SIGTERM", "early stopping", "the time budget (...)"
     chief: bool = True  # False on the workers of multi-worker training that write nothing
 
 
@@ -117,6 +122,7 @@ class Trainer:
             checkpoint_name="best",
         )
         paths = checkpoint_paths(self.run_dir.root)  # every worker
+        self.trained_before = 0.0  # seconds of training the resumed checkpoint holds
         if paths:
             # The newest checkpoint that reads back whole: a damaged one is skipped.
             latest, _ = next(restore_intact(self.checkpoint, paths, self.model), (None, None))
@@ -127,6 +133,14 @@ class Trainer:
                     "train from scratch."
                 )
             log.info("resumed from %s at step %d", latest, int(self.step))
+            seconds = training_seconds(self.run_dir.checkpoints, int(self.step))
+            if seconds is None and train.max_minutes:
+                log.info(
+                    "no training time is recorded for step %d (a checkpoint of an earlier "
+                    "version): train.max_minutes counts from now",
+                    int(self.step),
+                )
+            self.trained_before = seconds or 0.0
         # Made once: its compiled search is traced at the first evaluation, not at each.
         self.translator = Translator(
             self.model, self.source_tokenizer, self.target_tokenizer, config.eval
@@ -160,15 +174,27 @@ class Trainer:
     def run(self):
         train = self.config.train
         step, total = int(self.step), train.steps
+        budget = train.max_minutes * 60 if train.max_minutes else None
         if step >= total:
             log.info("already trained: step %d of %d", step, total)
             return TrainResult(self.config, step, chief=self.chief)
+        if budget and self.trained_before >= budget:
+            log.info(
+                "already trained: step %d after %s, the time budget (train.max_minutes=%g)",
+                step,
+                format_seconds(self.trained_before),
+                train.max_minutes,
+            )
+            return TrainResult(self.config, step, chief=self.chief)
         params = sum(int(tf.size(v)) for v in self.model.trainable_variables)
         log.info(
-            "training %s parameters, step %d -> %d, vocabularies %d / %d, %s",
+            "training %s parameters, step %d -> %d%s, vocabularies %d / %d, %s",
             f"{params:,}",
             step,
             total,
+            f" or {format_seconds(budget - self.trained_before)} more (train.max_minutes)"
+            if budget
+            else "",
             self.config.model.input_vocab_size,
             self.config.model.target_vocab_size,
             train.precision,
@@ -194,7 +220,7 @@ class Trainer:
         self.started = time.perf_counter()
         logs = self.run_dir.train_logs if self.chief else self.scratch / "logs"
         writer = tf.summary.create_file_writer(str(logs))
-        progress = Progress(step, total)
+        progress = Progress(step, total, seconds_left=budget and budget - self.trained_before)
         window = _Window()
         stopped_by = ""
         with _StopOnSignals(self):
@@ -220,13 +246,17 @@ class Trainer:
                         stopped_by = "early stopping"
                 if self._signal and not stopped_by:
                     stopped_by = f"signal {signal.Signals(self._signal).name}"
+                if budget and step % train.log_every == 0 and not stopped_by:
+                    if self._budget_spent(budget):
+                        stopped_by = f"the time budget (train.max_minutes={train.max_minutes:g})"
                 if stopped_by:
                     if step % train.checkpoint_every:
                         self._save(step)
                     log.info(
-                        "stopped by %s at step %d; run the same command to continue",
+                        "stopped by %s at step %d%s",
                         stopped_by,
                         step,
+                        "; run the same command to continue" if self._signal else "",
                     )
                     break
         writer.flush()
@@ -239,6 +269,19 @@ class Trainer:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         return TrainResult(self.config, step, stopped_by, self.chief)
+
+    def _trained_seconds(self):
+        """Seconds of training so far: those of the resumed checkpoint, and this process's."""
+        return self.trained_before + time.perf_counter() - self.started
+
+    def _budget_spent(self, budget):
+        """Whether `budget` seconds of training are spent; in multi-worker training, by any
+        worker's clock, so that all stop at the same step."""
+        spent = float(self._trained_seconds() >= budget)
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            mine = self.strategy.run(lambda: tf.constant(spent))
+            spent = float(self.strategy.reduce(tf.distribute.ReduceOp.SUM, mine, axis=None))
+        return spent > 0
 
     def _update_or_explain(self, batches, micro):
         """`_update`; in multi-worker training, a lost peer becomes one clear error."""
@@ -313,6 +356,8 @@ class Trainer:
                 f"checkpoint of step {step}; free some space and run the same command: it "
                 f"resumes from {manager.latest_checkpoint or 'the start'}, which is intact."
             ) from None
+        if manager is self.manager:
+            record_training_seconds(manager.directory, step, self._trained_seconds())
         log.info("saved checkpoint %s", path)
 
     # -- evaluation -----------------------------------------------------------------------
