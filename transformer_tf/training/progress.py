@@ -26,8 +26,8 @@ class Progress:
         start_step: int, step the run starts (or resumes) at.
         total: int, last step.
         stream: where the live line goes. Defaults to stderr.
-        seconds_left: the time budget left (train.max_minutes), or None: the ETA is then
-            the sooner of the last step and the budget's end.
+        seconds_left: the time budget left (train.max_minutes): the ETA is then the
+            sooner of the last step and the budget's end; None: no budget.
     """
 
     def __init__(self, start_step, total, stream=None, seconds_left=None):
