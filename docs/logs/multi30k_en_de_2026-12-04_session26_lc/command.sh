@@ -1,0 +1,1 @@
+cd /work/run_s26 && PYTHONPATH=/work/run_s26 /work/venv/bin/python scripts/train.py --config configs/multi30k_en_de.yaml --set data.dir=/work/shared/data/multi30k --set tokenizer.lowercase=true --set train.max_minutes=140 --set train.keep_checkpoints=60 --run-dir /work/runs/m30k_s26_lc --no-eval --no-export
