@@ -40,10 +40,17 @@ def _model_weights(run_dir):
     return [v.numpy() for v in model.trainable_variables if not v.path.endswith("key/bias")]
 
 
-def _assert_same_weights(a, b, tolerance):
+# How far two summation orders of one update's gradient leave the weights after 10 Adam
+# steps: up to 6.3e-5 measured for mirrored against one device on an AVX2-only Zen 3, under
+# 1e-5 on AVX-512 CPUs. A replica whose gradient is not all-reduced moves its weights by the
+# learning rate's order (1e-3), and its losses part too.
+SAME_WEIGHTS = 1e-4
+
+
+def _assert_same_weights(a, b):
     assert len(a) == len(b) > 10
     worst = max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
-    assert worst <= tolerance, worst
+    assert worst <= SAME_WEIGHTS, worst
 
 
 _MIRRORED_SCRIPT = textwrap.dedent("""
@@ -91,7 +98,7 @@ def test_mirrored_over_two_cpu_devices_matches_one_device(tmp_path):
     assert len(losses["default"]) == 10
     np.testing.assert_allclose(losses["mirrored"], losses["default"], atol=1e-5)
     _assert_same_weights(
-        _model_weights(tmp_path / "mirrored"), _model_weights(tmp_path / "default"), 1e-5
+        _model_weights(tmp_path / "mirrored"), _model_weights(tmp_path / "default")
     )
 
 
@@ -174,7 +181,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(tmp_path):
         )
         == 0
     )
-    _assert_same_weights(_model_weights(run_dir), _model_weights(single), 1e-4)
+    _assert_same_weights(_model_weights(run_dir), _model_weights(single))
 
 
 @pytest.mark.slow
