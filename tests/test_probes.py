@@ -19,6 +19,11 @@ def _runner(run_dir, *overrides):
     return Runner(load_config(QUICKSTART, [*TINY, *SHORT, f"run_dir={run_dir}", *overrides]))
 
 
+# A tiny run on bucket-padded batches, as XLA needs; few updates, since each new bucket shape
+# is compiled anew (most of these tests' time).
+BUCKETED = ["data.pad_to_buckets=true", "train.steps=3", "train.checkpoint_every=3"]
+
+
 def _strategy(replicas):
     """What `Runner._choose_auto_settings` reads of a `tf.distribute` strategy."""
     return types.SimpleNamespace(num_replicas_in_sync=replicas)
@@ -65,9 +70,8 @@ def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged
     assert unbucketed.config.train.jit_compile is False
     assert any("train.jit_compile auto: off (batch shapes are not bucketed" in m for m in messages)
 
-    bucketed = ["data.pad_to_buckets=true", "train.steps=10", "train.checkpoint_every=10"]
     with captured_log() as messages:
-        probed = _runner(tmp_path / "probed", *bucketed, "train.jit_compile=auto")
+        probed = _runner(tmp_path / "probed", *BUCKETED, "train.jit_compile=auto")
         probed.train()
     chosen = probed.config.train.jit_compile
     assert isinstance(chosen, bool)
@@ -75,7 +79,7 @@ def test_the_xla_probe_runs_only_on_bucketed_shapes_and_leaves_the_run_unchanged
     assert Runner.from_run_dir(tmp_path / "probed").config.train.jit_compile is chosen
     # The probe's scratch models do not shift the run's random state: the same weights as
     # a run given the probe's choice outright.
-    explicit = _runner(tmp_path / "explicit", *bucketed, f"train.jit_compile={chosen}")
+    explicit = _runner(tmp_path / "explicit", *BUCKETED, f"train.jit_compile={chosen}")
     explicit.train()
     for a, b in zip(
         probed.translator().model.get_weights(), explicit.translator().model.get_weights()
@@ -100,10 +104,9 @@ def test_with_both_auto_the_step_is_timed_in_all_four_combinations(tmp_path, mon
     monkeypatch.undo()
 
     # For real, on a tiny run: one log line with the four ratios, both choices recorded.
-    bucketed = ["data.pad_to_buckets=true", "train.steps=10", "train.checkpoint_every=10"]
     with captured_log() as messages:
         runner = _runner(
-            tmp_path / "run", *bucketed, "train.precision=auto", "train.jit_compile=auto"
+            tmp_path / "run", *BUCKETED, "train.precision=auto", "train.jit_compile=auto"
         )
         runner.train()
     line = next(m for m in messages if m.startswith("train.precision and train.jit_compile auto"))
